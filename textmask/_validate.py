@@ -1,0 +1,155 @@
+"""Input checks of :mod:`textmask` (private): everything a kernel must not see."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from textmask._errors import TextMaskError
+from textmask.grid import Grid, _edges
+
+__all__ = ["as_cells", "as_mask", "as_runs", "as_shape", "as_text_bytes", "edges"]
+
+
+def _describe(arr: np.ndarray) -> str:
+    return f"shape {arr.shape} and dtype {arr.dtype}"
+
+
+def as_mask(mask: Any, name: str = "mask") -> tuple[np.ndarray, bool]:
+    """Check a 2-D mask and view it as C-contiguous ``uint8``.
+
+    Returns ``(array, transposed)``; a Fortran-ordered mask comes back transposed
+    (no copy) with ``transposed=True``.  Non-zero means anomalous, so wider integer
+    dtypes are compared with 0 (one pass); bool and 1-byte integers are viewed.
+    """
+    if isinstance(mask, (str, bytes)):
+        raise TextMaskError(
+            f"{name} must be a 2-D array, got a {type(mask).__name__}; to read a seg "
+            "text use textmask.decode"
+        )
+    try:
+        arr = np.asarray(mask)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise TextMaskError(f"{name} could not be read as an array: {exc}") from None
+    if arr.ndim != 2:
+        hint = (
+            "; for a stack of masks use encode_batch" if arr.ndim == 3 else "; pass one (H, W) mask"
+        )
+        raise TextMaskError(f"{name} must be 2-D (H, W), got {_describe(arr)}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise TextMaskError(f"{name} must have at least one pixel, got {_describe(arr)}")
+    kind = arr.dtype.kind
+    if kind == "b" or (kind in "iu" and arr.dtype.itemsize == 1):
+        u8 = arr.view(np.uint8)
+    elif kind in "iu":
+        u8 = (arr != 0).view(np.uint8)
+    else:
+        raise TextMaskError(
+            f"{name} must have a bool or integer dtype (non-zero = anomalous), got "
+            f"{_describe(arr)}; threshold a score map first, e.g. (scores > 0.5)"
+        )
+    if u8.flags.c_contiguous:
+        return u8, False
+    if u8.flags.f_contiguous:
+        return u8.T, True
+    return np.ascontiguousarray(u8), False
+
+
+def as_cells(cells: Any, grid: Grid | None = None, name: str = "cells") -> np.ndarray:
+    """Check a cell grid (bool or 0/1 integers) and return it as C-contiguous bool."""
+    try:
+        arr = np.asarray(cells)
+    except (ValueError, TypeError) as exc:
+        raise TextMaskError(f"{name} could not be read as an array: {exc}") from None
+    if arr.ndim != 2:
+        raise TextMaskError(f"{name} must be a 2-D (rows, cols) grid, got {_describe(arr)}")
+    if grid is not None and arr.shape != grid.shape:
+        raise TextMaskError(
+            f"{name} must have the grid's shape {grid.shape}, got {arr.shape}; pass "
+            f"grid={arr.shape} if that is the grid you mean"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise TextMaskError(f"{name} must have at least one cell, got {_describe(arr)}")
+    if arr.dtype.kind == "b":
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind in "iu":
+        return np.ascontiguousarray(arr != 0)
+    raise TextMaskError(f"{name} must be a bool or integer array, got {_describe(arr)}")
+
+
+def as_runs(runs: Any, grid: Grid | None = None) -> np.ndarray:
+    """Check an ``(n, 3)`` array of 0-based ``(row, c1, c2)`` runs."""
+    try:
+        arr = np.asarray(runs)
+    except (ValueError, TypeError) as exc:
+        raise TextMaskError(f"runs could not be read as an array: {exc}") from None
+    if arr.size == 0:
+        return np.zeros((0, 3), np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "iu":
+        raise TextMaskError(
+            f"runs must be an integer array of shape (n, 3) holding (row, first "
+            f"column, last column), got {_describe(arr)}"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = (arr < 0).any(axis=1) | (arr[:, 2] < arr[:, 1])
+    if grid is not None:
+        bad |= (arr[:, 0] >= grid.rows) | (arr[:, 2] >= grid.cols)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        where = "" if grid is None else f" inside a {grid.rows} x {grid.cols} grid"
+        raise TextMaskError(
+            f"run {k} = {arr[k].tolist()} is not a valid 0-based (row, c1, c2) run"
+            f"{where}; runs need 0 <= c1 <= c2"
+        )
+    return arr
+
+
+def as_shape(shape: Any) -> tuple[int, int]:
+    """Check a target pixel shape ``(H, W)``."""
+    if (
+        not isinstance(shape, Sequence)
+        or len(shape) != 2
+        or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in shape
+        )
+    ):
+        raise TextMaskError(f"shape must be a pair of ints (H, W), got {shape!r}")
+    h, w = int(shape[0]), int(shape[1])
+    if h < 1 or w < 1:
+        raise TextMaskError(f"shape must be at least (1, 1), got {(h, w)}")
+    return h, w
+
+
+def as_text_bytes(text: Any) -> np.ndarray:
+    """UTF-8 bytes of a seg text as a ``uint8`` array (lone surrogates pass through)."""
+    if isinstance(text, str):
+        data = text.encode("utf-8", "surrogatepass")
+    elif isinstance(text, (bytes, bytearray)):
+        data = bytes(text)
+    else:
+        raise TextMaskError(
+            f"text must be a str, got {type(text).__name__}; pass the content of the "
+            "<seg> block (use '' for no anomaly)"
+        )
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def char_offset(text: Any, byte_offset: int) -> int:
+    """Character offset of a byte offset into the UTF-8 form of ``text``."""
+    if not isinstance(text, str) or text.isascii():
+        return byte_offset
+    return len(text.encode("utf-8", "surrogatepass")[:byte_offset].decode("utf-8", "surrogatepass"))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_edges(n_pixels: int, n_cells: int) -> np.ndarray:
+    return _edges(n_pixels, n_cells)  # internal only: never handed to users
+
+
+def edges(rows: int, cols: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column edges of a ``rows x cols`` grid over a ``height x width`` image."""
+    return _cached_edges(height, rows), _cached_edges(width, cols)
