@@ -64,26 +64,31 @@ E_TRAILING = 12
 # --------------------------------------------------------------------------- masks
 @jit
 def patch_any(mask, redges, cedges):
-    """Cells holding at least one non-zero pixel (threshold 0)."""
+    """Cells holding at least one non-zero pixel (threshold 0).
+
+    ``mask`` is ``uint8 (H, W)``, or the same bytes viewed as ``uint64 (H, W / 8)``
+    when ``W`` is a multiple of 8 (eight pixels OR-ed per instruction).
+    """
     rows = redges.size - 1
     cols = cedges.size - 1
-    width = mask.shape[1]
+    nw = mask.shape[1]
     out = np.zeros((rows, cols), np.bool_)
-    acc = np.empty(width, np.uint8)
+    acc = np.empty(nw, mask.dtype)
+    accb = acc.view(np.uint8)
     for r in range(rows):
         y0 = redges[r]
         y1 = redges[r + 1]
         if y0 == y1:
             continue
-        acc[:] = mask[y0]
+        for x in range(nw):
+            acc[x] = mask[y0, x]
         for y in range(y0 + 1, y1):
-            row = mask[y]
-            for x in range(width):
-                acc[x] |= row[x]
+            for x in range(nw):
+                acc[x] |= mask[y, x]
         for c in range(cols):
             v = np.uint8(0)
             for x in range(cedges[c], cedges[c + 1]):
-                v |= acc[x]
+                v |= accb[x]
             out[r, c] = v != 0
     return out
 
@@ -121,18 +126,20 @@ def unpatch(cells, redges, cedges):
     height = redges[rows]
     width = cedges[cols]
     out = np.empty((height, width), np.bool_)
-    pattern = np.empty(width, np.bool_)
     for r in range(rows):
         y0 = redges[r]
         y1 = redges[r + 1]
         if y0 == y1:
             continue
+        first = out[y0]
         for c in range(cols):
             v = cells[r, c]
             for x in range(cedges[c], cedges[c + 1]):
-                pattern[x] = v
-        for y in range(y0, y1):
-            out[y, :] = pattern
+                first[x] = v
+        for y in range(y0 + 1, y1):
+            dst = out[y]
+            for x in range(width):
+                dst[x] = first[x]
     return out
 
 
@@ -272,7 +279,7 @@ def _read_num(buf, i, end):
         return False, 0, i
     v = 0
     while i < end and _is_digit(buf[i]):
-        v = v * 10 + (buf[i] - _ZERO)
+        v = v * 10 + (int(buf[i]) - _ZERO)
         if v > CAP:
             v = CAP
         i += 1
@@ -497,7 +504,7 @@ def _strict_num(buf, i, end):
         return E_LEADING_ZERO, 0, i
     v = 0
     while i < end and _is_digit(buf[i]):
-        v = v * 10 + (buf[i] - _ZERO)
+        v = v * 10 + (int(buf[i]) - _ZERO)
         if v > CAP:
             v = CAP
         i += 1

@@ -129,13 +129,18 @@ def _patchify(arr: np.ndarray, transposed: bool, g: Grid) -> np.ndarray:
     rows, cols = (g.cols, g.rows) if transposed else (g.rows, g.cols)
     re_ = edges(rows, cols, arr.shape[0], arr.shape[1])
     if g.threshold == 0.0:
-        cells = K.patch_any(arr, re_[0], re_[1])
+        cells = K.patch_any(_words(arr), re_[0], re_[1])
     else:
         counts = K.patch_count(arr, re_[0], re_[1])
         areas = np.outer(np.diff(re_[0]), np.diff(re_[1]))
         with np.errstate(divide="ignore", invalid="ignore"):
             cells = (areas > 0) & (counts / areas > g.threshold)
     return np.ascontiguousarray(cells.T) if transposed else cells
+
+
+def _words(arr: np.ndarray) -> np.ndarray:
+    """View a C-contiguous uint8 mask as uint64 words when its width allows."""
+    return arr.view(np.uint64) if arr.shape[1] % 8 == 0 else arr
 
 
 def unpatchify(cells: Any, shape: Sequence[int]) -> np.ndarray:
@@ -245,7 +250,7 @@ def encode(
         cells = _patchify(arr, transposed, g)
     else:
         re_, ce = edges(g.rows, g.cols, arr.shape[0], arr.shape[1])
-        cells = K.patch_any(arr, re_, ce)
+        cells = K.patch_any(_words(arr), re_, ce)
     return K.cells_text(cells, g.index_base).tobytes().decode("ascii")
 
 
@@ -330,6 +335,10 @@ def decode(
         rep = DecodeReport(0, 0, 0, 0, None)
         if report:
             rep = DecodeReport(int(K.cells_runs(cells).shape[0]), 0, 0, 0, None)
+    elif pixel_shape is not None:  # one fused kernel call: the RL hot path
+        re_, ce = edges(g.rows, g.cols, *pixel_shape)
+        out, stats = K.decode_pixels(buf, re_, ce, g.index_base)
+        return (out, DecodeReport._from_stats(stats, text)) if report else out
     else:
         cells, stats = K.decode_cells(buf, g.rows, g.cols, g.index_base)
         rep = DecodeReport._from_stats(stats, text) if report else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,6 +112,12 @@ class Grid:
 
         ``threshold`` and ``index_base`` override the grid's own values when not None.
         """
+        if _plain(grid) and type(threshold) in _OPT_FLOAT and type(index_base) in _OPT_INT:
+            return _grid_of(grid, threshold, index_base)  # the hot path in RL loops
+        return cls._of(grid, threshold, index_base)
+
+    @classmethod
+    def _of(cls, grid: Any, threshold: float | None, index_base: int | None) -> Grid:
         if isinstance(grid, Grid):
             g = grid
         elif isinstance(grid, (tuple, list)) and len(grid) == 2:
@@ -165,6 +172,25 @@ class Grid:
 
 
 GridLike = int | tuple[int, int] | Grid
+
+
+_OPT_FLOAT = (type(None), float)
+_OPT_INT = (type(None), int)
+
+
+def _plain(grid: Any) -> bool:
+    """True for exact ints, (int, int) tuples and Grids: safe cache keys (no bools)."""
+    t = type(grid)
+    return (
+        t is int
+        or t is Grid
+        or (t is tuple and len(grid) == 2 and type(grid[0]) is int and type(grid[1]) is int)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid_of(grid: Any, threshold: float | None, index_base: int | None) -> Grid:
+    return Grid._of(grid, threshold, index_base)
 
 
 def _edges(n_pixels: int, n_cells: int) -> np.ndarray:
