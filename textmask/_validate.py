@@ -110,9 +110,15 @@ def as_runs(runs: Any, grid: Grid | None = None) -> np.ndarray:
 
 def as_shape(shape: Any) -> tuple[int, int]:
     """Check a target pixel shape ``(H, W)``."""
-    if type(shape) is tuple and len(shape) == 2 and type(shape[0]) is int and type(shape[1]) is int:
-        if shape[0] >= 1 and shape[1] >= 1:  # fast path for the common case
-            return shape
+    if (  # fast path for the common case
+        type(shape) is tuple
+        and len(shape) == 2
+        and type(shape[0]) is int
+        and type(shape[1]) is int
+        and shape[0] >= 1
+        and shape[1] >= 1
+    ):
+        return shape
     if (
         not isinstance(shape, Sequence)
         or len(shape) != 2
