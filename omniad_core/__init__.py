@@ -1,7 +1,59 @@
 """omniad_core: prompts, response parsing, rewards, metrics and the Inspector.
 
-Not built yet: this package is a placeholder for the layer described in issue 3 and
-exports nothing so far.
+Importing this package loads numpy, pydantic and textmask only; torch and
+transformers load when an :class:`Inspector` is built.
 """
 
-__all__: list[str] = []
+from omniad_core.images import ImageError, load_image, load_mask, overlay, save_mask
+from omniad_core.integrations import (
+    OmniADScorer,
+    easyr1_compute_score,
+    openrlhf_reward_func,
+    verl_compute_score,
+    verl_compute_score_batch,
+)
+from omniad_core.parsing import ParsedResponse, extract_answer, parse_response
+from omniad_core.prompts import (
+    DEFECT_QUESTION,
+    REFERENCE_PREFIX,
+    SYSTEM_PROMPT,
+    Question,
+    build_messages,
+    format_question,
+    split_images,
+)
+from omniad_core.rewards import (
+    AnswerReward,
+    DetectionReward,
+    FormatReward,
+    completion_text,
+    make_rewards,
+)
+
+__all__ = [
+    "DEFECT_QUESTION",
+    "REFERENCE_PREFIX",
+    "SYSTEM_PROMPT",
+    "AnswerReward",
+    "DetectionReward",
+    "FormatReward",
+    "ImageError",
+    "OmniADScorer",
+    "ParsedResponse",
+    "Question",
+    "build_messages",
+    "completion_text",
+    "easyr1_compute_score",
+    "extract_answer",
+    "format_question",
+    "load_image",
+    "load_mask",
+    "make_rewards",
+    "openrlhf_reward_func",
+    "overlay",
+    "parse_response",
+    "save_mask",
+    "split_images",
+    "verl_compute_score",
+    "verl_compute_score_batch",
+]

@@ -1,0 +1,200 @@
+"""The OmniAD rewards behind the reward interfaces of veRL, OpenRLHF and EasyR1.
+
+None of those frameworks is imported here; the functions have the names and shapes
+each one calls (see ``docs/rewards.md``).  The ground truth of a sample is a dict, or
+its JSON text, with keys ``answer`` (gold letter), ``mask`` (mask path, canonical seg
+text, ``""`` for a normal image, or absent) and ``options`` (to read answers given as
+option text).  A bare letter string is taken as ``{"answer": letter}``.
+
+The total score is the weighted sum of the rewards that apply (default weights 1, 1,
+1, as TRL sums reward functions).  Configuration (``alpha``, ``grid``, ``weights``,
+``correct``, ``wrong``) goes in as keyword arguments, which veRL forwards from
+``custom_reward_function.reward_kwargs``.
+
+>>> gt = {"answer": "B", "mask": "(1, 1)", "options": ["No", "Yes"]}
+>>> out = verl_compute_score("mvtec", "<seg>(1, 1)</seg><think>.</think><answer>B</answer>", gt)
+>>> out["score"], out["format"], out["detection"], out["answer"]
+(4.0, 1.0, 2.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from omniad_core.rewards import AnswerReward, DetectionReward, FormatReward
+
+__all__ = [
+    "OmniADScorer",
+    "easyr1_compute_score",
+    "openrlhf_reward_func",
+    "response_from_query",
+    "verl_compute_score",
+    "verl_compute_score_batch",
+]
+
+_NAMES = ("format", "detection", "answer")
+
+
+def _ground_truth(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        s = value.strip()
+        if len(s) == 1 and s.isalpha():
+            return {"answer": s.upper()}
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            raise ValueError(
+                f"ground truth {value[:80]!r} is neither a JSON object nor a letter; store "
+                'e.g. {"answer": "B", "mask": "path/or/seg text", "options": {...}}'
+            ) from None
+        if isinstance(obj, dict):
+            return obj
+    raise ValueError(f"ground truth must be a dict or its JSON text, got {type(value).__name__}")
+
+
+class OmniADScorer:
+    """The three rewards with weights, scoring plain response strings.
+
+    >>> s = OmniADScorer(weights=(0.5, 1.0, 1.0))
+    >>> s.score_batch(["<seg></seg><think>ok</think><answer>A</answer>"], [{"answer": "A", "mask": ""}])
+    [{'score': 2.5, 'format': 1.0, 'detection': 1.0, 'answer': 1.0}]
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 2.0,
+        grid: Any = 24,
+        weights: Sequence[float] = (1.0, 1.0, 1.0),
+        correct: float = 1.0,
+        wrong: float = 0.1,
+    ) -> None:
+        if len(weights) != 3:
+            raise ValueError(f"weights are (format, detection, answer), got {list(weights)}")
+        self.weights = tuple(float(w) for w in weights)
+        self.rewards = (
+            FormatReward(grid),
+            DetectionReward(alpha, grid),
+            AnswerReward(correct, wrong),
+        )
+
+    def score_batch(
+        self, responses: Sequence[str], ground_truths: Sequence[Any]
+    ) -> list[dict[str, float]]:
+        """One dict per response: ``score`` (weighted sum) and each reward (0.0 if absent)."""
+        gts = [_ground_truth(g) for g in ground_truths]
+        cols = {
+            "mask": [g.get("mask") for g in gts],
+            "answer": [g.get("answer") for g in gts],
+            "options": [g.get("options") for g in gts],
+        }
+        values = [r(list(responses), **cols) for r in self.rewards]
+        out = []
+        for k in range(len(responses)):
+            row = {name: values[j][k] for j, name in enumerate(_NAMES)}
+            total = sum(
+                w * v for w, v in zip(self.weights, row.values(), strict=True) if v is not None
+            )
+            out.append(
+                {
+                    "score": float(total),
+                    **{n: (0.0 if v is None else float(v)) for n, v in row.items()},
+                }
+            )
+        return out
+
+
+@functools.lru_cache(maxsize=16)
+def _scorer(key: str) -> OmniADScorer:
+    kw = json.loads(key)
+    if "weights" in kw:
+        kw["weights"] = tuple(kw["weights"])
+    return OmniADScorer(**kw)
+
+
+def _get_scorer(kwargs: dict[str, Any]) -> OmniADScorer:
+    allowed = {"alpha", "grid", "weights", "correct", "wrong"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(f"unknown reward options {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return _scorer(json.dumps(kwargs, sort_keys=True))
+
+
+def verl_compute_score(
+    data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """veRL's ``compute_score``: a dict with ``score`` and the three rewards."""
+    return _get_scorer(kwargs).score_batch([solution_str], [ground_truth])[0]
+
+
+def verl_compute_score_batch(
+    data_sources: Sequence[Any],
+    solution_strs: Sequence[str],
+    ground_truths: Sequence[Any],
+    extra_infos: Sequence[Any] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, float]]:
+    """veRL's batch reward manager form (plural argument names)."""
+    if not (len(data_sources) == len(solution_strs) == len(ground_truths)):
+        raise ValueError(
+            f"batch lengths differ: {len(data_sources)} sources, {len(solution_strs)} "
+            f"solutions, {len(ground_truths)} ground truths"
+        )
+    return _get_scorer(kwargs).score_batch(list(solution_strs), list(ground_truths))
+
+
+def easyr1_compute_score(
+    reward_inputs: Sequence[dict[str, Any]], **kwargs: Any
+) -> list[dict[str, float]]:
+    """EasyR1's batch ``compute_score``: dicts with ``response`` and ``ground_truth`` in,
+    dicts with ``overall`` and each reward out."""
+    if isinstance(reward_inputs, dict):
+        raise TypeError("easyr1_compute_score takes a list of dicts (EasyR1's batch reward type)")
+    scores = _get_scorer(kwargs).score_batch(
+        [r["response"] for r in reward_inputs], [r["ground_truth"] for r in reward_inputs]
+    )
+    return [{"overall": s["score"], **{n: s[n] for n in _NAMES}} for s in scores]
+
+
+def response_from_query(query: str, prompt: str | None = None) -> str:
+    """The response part of an OpenRLHF query (prompt + response with special tokens).
+
+    >>> response_from_query("<|im_start|>user\\nQ<|im_end|>\\n<|im_start|>assistant\\n<answer>A</answer><|im_end|><|endoftext|>")
+    '<answer>A</answer>'
+    """
+    marker = "<|im_start|>assistant"
+    k = query.rfind(marker)
+    if k >= 0:
+        resp = query[k + len(marker) :]
+        resp = resp[1:] if resp.startswith("\n") else resp
+    elif prompt is not None and query.startswith(prompt):
+        resp = query[len(prompt) :]
+    else:
+        resp = query
+    end = resp.find("<|im_end|>")
+    if end >= 0:
+        resp = resp[:end]
+    return resp.replace("<|endoftext|>", "")
+
+
+def openrlhf_reward_func(
+    queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any], **kwargs: Any
+) -> dict[str, Any]:
+    """OpenRLHF's ``reward_func``: tensors ``rewards`` and ``scores`` plus ``extra_logs``."""
+    import torch
+
+    responses = [response_from_query(q, p) for q, p in zip(queries, prompts, strict=True)]
+    scores = _get_scorer(kwargs).score_batch(responses, list(labels))
+    total = torch.tensor([s["score"] for s in scores], dtype=torch.float32)
+    return {
+        "rewards": total,
+        "scores": total.clone(),
+        "extra_logs": {
+            n: torch.tensor([s[n] for s in scores], dtype=torch.float32) for n in _NAMES
+        },
+    }

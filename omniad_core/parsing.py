@@ -1,0 +1,281 @@
+"""Parse a model response ``<seg>..</seg><think>..</think><answer>..</answer>``.
+
+Model output is untrusted: :func:`parse_response` never raises on any string.  It
+accepts ``</tag>`` and the paper's ``<\\tag>`` closers, tags in any case and with inner
+spaces, whitespace and line breaks anywhere, missing, repeated and unclosed blocks
+(generation stopped at the token limit), and answers written as ``B``, ``B.``,
+``(B)``, ``B: Yes.``, ``The answer is B`` or as the option's text.  Everything it had
+to tolerate is listed in ``problems``; ``format_ok`` says whether the strict format of
+the format reward held.
+
+Strict format: after stripping surrounding whitespace the response is exactly one
+``<seg>`` block, one ``<think>`` block and one ``<answer>`` block in that order, with
+only whitespace between them; the seg text is canonical textmask text (any
+whitespace between tokens) or empty; the answer is a single option letter, optionally
+surrounded by whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+import textmask
+from omniad_core.prompts import normalize_options
+
+__all__ = ["ParsedResponse", "extract_answer", "parse_response"]
+
+_TAGS = ("seg", "think", "answer")
+_TAG_RE = re.compile(r"<\s*([/\\]?)\s*(seg|think|answer)\s*>", re.IGNORECASE)
+_LEAD_LETTER = re.compile(r"^[\s\"'*_`]*[(\[]?\s*([A-Za-z])\s*(?:[)\].:,;\-]|$|\s)")
+_SAYS_LETTER = re.compile(
+    r"\b(?:answer|option|choice)\s*(?:is|:|=)?\s*[(\[]?\s*([A-Z])\b(?![a-z])", re.IGNORECASE
+)
+_NORM = re.compile(r"[^0-9a-z]+")
+
+
+class ParsedResponse(BaseModel):
+    """What a response says and how well it kept the format.
+
+    Attributes
+    ----------
+    raw : str
+        The response as given.
+    seg, think, answer_text : str or None
+        Contents of the first block of each kind (None when the block is absent).
+    answer : str or None
+        The option letter the response chose, if one could be read.
+    runs : list of (row, c1, c2)
+        Canonical 0-based runs decoded tolerantly from ``seg``.
+    grid : (rows, cols)
+        The grid ``runs`` refer to.
+    format_ok : bool
+        The strict format held (see the module docstring).
+    truncated : bool
+        A block was opened and never closed (generation likely hit its limit).
+    problems : list of str
+        Everything that was tolerated, in plain words.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    raw: str
+    seg: str | None = None
+    think: str | None = None
+    answer_text: str | None = None
+    answer: str | None = None
+    runs: list[tuple[int, int, int]] = []
+    grid: tuple[int, int] = (24, 24)
+    format_ok: bool = False
+    truncated: bool = False
+    problems: list[str] = []
+
+    @cached_property
+    def cells(self) -> np.ndarray:
+        """The decoded seg as a ``(rows, cols)`` boolean cell grid."""
+        return textmask.runs_to_cells(np.array(self.runs, np.int64).reshape(-1, 3), self.grid)
+
+    @property
+    def is_anomalous(self) -> bool:
+        """True when the seg marks at least one cell."""
+        return bool(self.runs)
+
+    @property
+    def seg_canonical(self) -> str:
+        """The decoded seg written canonically."""
+        return textmask.runs_to_text(np.array(self.runs, np.int64).reshape(-1, 3))
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """The decoded seg as a boolean pixel mask of ``shape`` (H, W)."""
+        return textmask.unpatchify(self.cells, shape)
+
+
+def _norm(s: str) -> str:
+    return _NORM.sub(" ", s.lower()).strip()
+
+
+def extract_answer(text: str | None, options: Any = None) -> str | None:
+    """Read an option letter from answer text; None when none can be read.
+
+    With ``options`` (anything :func:`~omniad_core.prompts.normalize_options` takes),
+    the letter must be one of them and an option's text is recognised too.
+
+    >>> opts = {"A": "Yes", "B": "No"}
+    >>> [extract_answer(t, opts) for t in ["B", " b. ", "(B)", "B: No.", "no", "The answer is A"]]
+    ['B', 'B', 'B', 'B', 'B', 'A']
+    >>> extract_answer("C", opts) is None, extract_answer("I am not sure", opts) is None
+    (True, True)
+    """
+    if not isinstance(text, str):
+        return None
+    opts = None
+    if options is not None:
+        try:
+            opts = normalize_options(options)
+        except (ValueError, TypeError):
+            opts = None
+    s = text.strip()
+    if not s:
+        return None
+    valid = set(opts) if opts else {chr(c) for c in range(65, 91)}
+    m = _LEAD_LETTER.match(s)
+    if m:
+        letter = m.group(1).upper()
+        rest = s[m.end(1) :]
+        # "a crack" is prose, not option a; "a.", "a)" and "A crack" are letters
+        if letter in valid and (m.group(1).isupper() or not rest.strip() or rest[0] in ").:]"):
+            return letter
+    if opts:
+        ns = _norm(s)
+        exact = [k for k, v in opts.items() if _norm(v) == ns]
+        if len(exact) == 1:
+            return exact[0]
+        starts = [k for k, v in opts.items() if _norm(v) and ns.startswith(_norm(v) + " ")]
+        if len(starts) == 1:
+            return starts[0]
+    said = {x.upper() for x in _SAYS_LETTER.findall(s)} & valid
+    if len(said) == 1:
+        return said.pop()
+    return None
+
+
+def _blocks(
+    text: str,
+) -> tuple[dict[str, list[tuple[int, int, bool]]], list[tuple[int, int, str, bool]]]:
+    """Content spans of every block: {tag: [(start, end, closed)]}, and the tag events."""
+    events = [
+        (m.start(), m.end(), m.group(2).lower(), bool(m.group(1))) for m in _TAG_RE.finditer(text)
+    ]
+    spans: dict[str, list[tuple[int, int, bool]]] = {t: [] for t in _TAGS}
+    k = 0
+    while k < len(events):
+        _, end, tag, closing = events[k]
+        if closing:
+            k += 1
+            continue
+        # the block ends at its closer, else at the next opening tag, else at the end
+        j = k + 1
+        while j < len(events) and not (events[j][2] == tag and events[j][3]) and events[j][3]:
+            j += 1
+        if j < len(events) and events[j][2] == tag and events[j][3]:
+            spans[tag].append((end, events[j][0], True))
+            k = j + 1
+        else:
+            stop = events[j][0] if j < len(events) else len(text)
+            spans[tag].append((end, stop, False))
+            k = j
+    return spans, events
+
+
+def _strict_shape(text: str, events: list[tuple[int, int, str, bool]]) -> bool:
+    """Exactly seg, think, answer, each opened and closed once, whitespace between."""
+    want = [("seg", False), ("seg", True), ("think", False), ("think", True),
+            ("answer", False), ("answer", True)]  # fmt: skip
+    if [(e[2], e[3]) for e in events] != want:
+        return False
+    if text[: events[0][0]].strip() or text[events[-1][1] :].strip():
+        return False
+    return not (
+        text[events[1][1] : events[2][0]].strip() or text[events[3][1] : events[4][0]].strip()
+    )
+
+
+def parse_response(
+    text: Any, *, options: Any = None, grid: textmask.grid.GridLike = 24
+) -> ParsedResponse:
+    """Parse one response; never raises.
+
+    Parameters
+    ----------
+    text : str
+        The model's response (anything else gives an empty result with a problem).
+    options : mapping or list, optional
+        The question's options, to validate the letter and recognise option texts.
+    grid : int, (rows, cols) or textmask.Grid
+        The grid the seg text refers to.
+
+    Examples
+    --------
+    >>> r = parse_response("<seg>(3, 4)-(3, 6)</seg><think>A scratch.</think><answer>B</answer>",
+    ...                    options=["No", "Yes"])
+    >>> r.answer, r.runs, r.format_ok
+    ('B', [(3, 4, 6)], True)
+    >>> r = parse_response("<seg>\\n(14,\\n12)<\\\\seg>\\n<think>hmm</think> <answer>B: Yes.</answer>")
+    >>> r.answer, r.runs, r.format_ok, r.problems
+    ('B', [(14, 12, 12)], False, ['the answer is not a single letter'])
+    >>> r = parse_response("<seg>(1, 1)</seg><think>the defect is")
+    >>> r.truncated, r.answer, r.problems
+    (True, None, ['unclosed <think> block (truncated output?)', 'no <answer> block'])
+    """
+    if not isinstance(text, str):
+        return ParsedResponse(
+            raw=str(text), problems=[f"response is a {type(text).__name__}, not text"]
+        )
+    try:
+        g = textmask.Grid.of(grid)
+    except textmask.TextMaskError as exc:
+        return ParsedResponse(raw=text, problems=[f"invalid grid: {exc}"])
+    problems: list[str] = []
+    spans, events = _blocks(text)
+    content: dict[str, str | None] = {}
+    truncated = False
+    for tag in _TAGS:
+        found = spans[tag]
+        if not found:
+            content[tag] = None
+            problems.append(f"no <{tag}> block")
+            continue
+        complete = [f for f in found if f[2]]
+        start, end, closed = complete[0] if complete else found[0]
+        content[tag] = text[start:end]
+        if not closed:
+            truncated = True
+            problems.append(f"unclosed <{tag}> block (truncated output?)")
+        if len(found) > 1:
+            problems.append(f"{len(found)} <{tag}> blocks; the first complete one is used")
+    seg = content["seg"]
+    answer_text = content["answer"]
+    # no tags at all: read a plain answer such as "B" from an untrained model
+    answer = extract_answer(answer_text if events else text, options)
+    runs: list[tuple[int, int, int]] = []
+    seg_strict = True
+    if seg is not None:
+        cells, rep = textmask.decode(seg, g, report=True)
+        runs = [tuple(int(v) for v in r) for r in textmask.cells_to_runs(cells)]
+        if not rep.clean:
+            problems.append(
+                f"seg text: {rep.chars_skipped} characters skipped, {rep.cells_dropped} "
+                "cells outside the grid dropped"
+            )
+        try:
+            textmask.decode(seg, g, strict=True)
+        except textmask.TextMaskError:
+            seg_strict = False
+            if rep.clean:
+                problems.append("seg text is not canonical")
+    if answer_text is not None and answer is None:
+        problems.append("no option letter in the answer")
+    letter_only = (
+        answer_text is not None
+        and bool(re.fullmatch(r"\s*[A-Z]\s*", answer_text))
+        and answer == answer_text.strip()
+    )
+    if answer_text is not None and answer is not None and not letter_only:
+        problems.append("the answer is not a single letter")
+    format_ok = _strict_shape(text, events) and seg_strict and letter_only and not truncated
+    return ParsedResponse(
+        raw=text,
+        seg=seg,
+        think=content["think"],
+        answer_text=answer_text,
+        answer=answer,
+        runs=runs,
+        grid=g.shape,
+        format_ok=format_ok,
+        truncated=truncated,
+        problems=problems,
+    )
