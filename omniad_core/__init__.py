@@ -5,6 +5,7 @@ transformers load when an :class:`Inspector` is built.
 """
 
 from omniad_core.images import ImageError, load_image, load_mask, overlay, save_mask
+from omniad_core.inspector import Analysis, Inspector, load_spec, save_spec
 from omniad_core.integrations import (
     OmniADScorer,
     easyr1_compute_score,
@@ -34,10 +35,12 @@ __all__ = [
     "DEFECT_QUESTION",
     "REFERENCE_PREFIX",
     "SYSTEM_PROMPT",
+    "Analysis",
     "AnswerReward",
     "DetectionReward",
     "FormatReward",
     "ImageError",
+    "Inspector",
     "OmniADScorer",
     "ParsedResponse",
     "Question",
@@ -48,11 +51,13 @@ __all__ = [
     "format_question",
     "load_image",
     "load_mask",
+    "load_spec",
     "make_rewards",
     "openrlhf_reward_func",
     "overlay",
     "parse_response",
     "save_mask",
+    "save_spec",
     "split_images",
     "verl_compute_score",
     "verl_compute_score_batch",

@@ -1,0 +1,174 @@
+"""The ``omniad`` command line: inspect images with a model, encode and decode masks.
+
+Exit codes: 0 success, 1 an input or model could not be used (the message says which
+and how to fix it), 2 wrong usage.
+
+::
+
+    omniad inspect part.png --model ckpt/ [--reference good.png] [--question Q --options Yes No]
+                            [--json] [--overlay out.png]
+    omniad encode mask.png [--grid 24] [--threshold 0] [--index-base 0]
+    omniad decode "(3, 4)-(3, 6)" --shape 512 512 --out mask.png [--grid 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+class _Fail(Exception):
+    """An error reported as one line on stderr with exit code 1."""
+
+
+def _grid(args: argparse.Namespace) -> Any:
+    import textmask
+
+    rows, cols = (args.grid[0], args.grid[0]) if len(args.grid) == 1 else args.grid
+    try:
+        return textmask.Grid(rows, cols, args.threshold, args.index_base)
+    except textmask.TextMaskError as exc:
+        raise _Fail(str(exc)) from None
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import textmask
+    from omniad_core.images import ImageError, load_mask
+
+    try:
+        mask = load_mask(args.mask)
+    except ImageError as exc:
+        raise _Fail(str(exc)) from None
+    print(textmask.encode(mask, _grid(args)))
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import textmask
+    from omniad_core.images import save_mask
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    grid = _grid(args)
+    try:
+        mask, rep = textmask.decode(
+            text, grid, shape=tuple(args.shape), strict=args.strict, report=True
+        )
+    except textmask.TextMaskError as exc:
+        raise _Fail(str(exc)) from None
+    out = save_mask(mask, args.out)
+    note = (
+        ""
+        if rep.clean
+        else f" ({rep.chars_skipped} characters skipped, {rep.cells_dropped} cells outside the grid)"
+    )
+    print(f"wrote {out} ({int(mask.sum())} anomalous pixels){note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from omniad_core.images import ImageError, load_image
+
+    for label, p in (("image", args.image), ("reference", args.reference)):
+        if p is not None and not Path(p).is_file():
+            raise _Fail(f"{label} file not found: {p}")
+    try:
+        image = load_image(args.image)
+        reference = None if args.reference is None else load_image(args.reference)
+    except ImageError as exc:
+        raise _Fail(str(exc)) from None
+    if args.model is None:
+        raise _Fail("no model: pass --model PATH (a checkpoint folder with safetensors weights)")
+    model = Path(args.model)
+    if not model.is_dir():
+        raise _Fail(f"--model {args.model}: no such checkpoint folder")
+    if not any(model.glob("*.safetensors")):
+        raise _Fail(f"--model {args.model}: no *.safetensors weights in the folder")
+    if args.options and not args.question:
+        raise _Fail("--options needs --question")
+    from omniad_core.inspector import Inspector
+
+    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    if args.grid is not None:
+        kwargs["grid"] = _grid(args)
+    try:
+        insp = Inspector.from_pretrained(model, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _Fail(f"cannot load the model from {model}: {exc}") from None
+    result = insp.analyze(image, args.question, args.options or None, reference)
+    if args.overlay:
+        Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
+        result.overlay().save(args.overlay)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        d = result.to_dict()
+        print(f"question : {d['question']}")
+        print(f"answer   : {d['answer']}")
+        print(f"anomalous: {'yes' if d['is_anomalous'] else 'no'} ({d['anomalous_pixels']} pixels)")
+        print(f"seg      : {d['seg'] or '(none)'}")
+        print(f"think    : {(d['think'] or '').strip()}")
+        if d["problems"]:
+            print(f"problems : {'; '.join(d['problems'])}")
+        if args.overlay:
+            print(f"overlay  : {args.overlay}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="omniad", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def grid_args(sp: argparse.ArgumentParser, default: list[int] | None) -> None:
+        sp.add_argument("--grid", type=int, nargs="+", default=default, metavar="N",
+                        help="grid size: N or ROWS COLS (default 24)")  # fmt: skip
+        sp.add_argument("--threshold", type=float, default=0.0, help="cell labelling threshold")
+        sp.add_argument("--index-base", type=int, default=0, choices=(0, 1))
+
+    sp = sub.add_parser("inspect", help="analyze an image with a model")
+    sp.add_argument("image")
+    sp.add_argument("--model", help="checkpoint folder (safetensors weights and processor)")
+    sp.add_argument("--reference", help="a normal image of the same category (1-shot)")
+    sp.add_argument("--question", help='default: "Is there any defect in the object?"')
+    sp.add_argument("--options", nargs="+", help="option texts, lettered A, B, ...")
+    sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.add_argument("--overlay", help="write the mask over the image to this PNG")
+    sp.add_argument("--max-new-tokens", type=int, default=512)
+    grid_args(sp, None)
+    sp.set_defaults(func=_cmd_inspect)
+
+    sp = sub.add_parser("encode", help="print the seg text of a mask image")
+    sp.add_argument("mask")
+    grid_args(sp, [24])
+    sp.set_defaults(func=_cmd_encode)
+
+    sp = sub.add_parser("decode", help="write the mask of a seg text as a PNG")
+    sp.add_argument("text", help="seg text, or - to read it from stdin")
+    sp.add_argument("--shape", type=int, nargs=2, required=True, metavar=("H", "W"))
+    sp.add_argument("--out", required=True, help="output PNG path")
+    sp.add_argument("--strict", action="store_true", help="accept canonical text only")
+    grid_args(sp, [24])
+    sp.set_defaults(func=_cmd_decode)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "grid", None) is not None and len(args.grid) not in (1, 2):
+        parser.error("--grid takes N or ROWS COLS")
+    try:
+        return int(args.func(args))
+    except _Fail as exc:
+        print(f"omniad {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""The Inspector: ask a vision-language model about an image, get a mask and an answer.
+
+>>> from omniad_core import Inspector                      # doctest: +SKIP
+>>> insp = Inspector.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
+>>> result = insp.analyze("part.png")                       # doctest: +SKIP
+>>> result.is_anomalous, result.answer, result.mask.shape   # doctest: +SKIP
+(True, 'A', (900, 1200))
+>>> result.overlay().save("part_overlay.png")               # doctest: +SKIP
+
+torch and transformers are imported when an Inspector is built, never at module import.
+Weights load from safetensors only, and remote code is refused unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import textmask
+from omniad_core.images import load_image, overlay
+from omniad_core.parsing import ParsedResponse, parse_response
+from omniad_core.prompts import DEFECT_QUESTION, SYSTEM_PROMPT, Question, build_messages
+
+__all__ = ["SPEC_FILE", "Analysis", "Inspector", "load_spec", "save_spec"]
+
+#: File next to a checkpoint's weights describing how it reads and writes masks.
+SPEC_FILE = "omniad.json"
+_DEFAULT_OPTIONS = {"A": "Yes", "B": "No"}
+
+
+def save_spec(
+    path: str | os.PathLike[str],
+    *,
+    grid: textmask.grid.GridLike = 24,
+    image_size: int = 512,
+    system_prompt: str = SYSTEM_PROMPT,
+) -> Path:
+    """Write ``omniad.json`` (textmask spec, image size, system prompt) into ``path``."""
+    p = Path(path) / SPEC_FILE
+    spec = {
+        "textmask": textmask.Grid.of(grid).to_dict(),
+        "image_size": int(image_size),
+        "system_prompt": system_prompt,
+    }
+    p.write_text(json.dumps(spec, indent=2) + "\n")
+    return p
+
+
+def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``omniad.json`` from a checkpoint folder ({} when absent)."""
+    p = Path(path) / SPEC_FILE
+    if not p.is_file():
+        return {}
+    try:
+        spec = json.loads(p.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{p} is not valid JSON ({exc}); fix or delete it") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{p} must hold a JSON object")
+    return spec
+
+
+@dataclass
+class Analysis:
+    """The result of :meth:`Inspector.analyze` for one image.
+
+    Attributes
+    ----------
+    response : str
+        The model's raw text.
+    parsed : ParsedResponse
+        Seg, think and answer read from it (tolerantly).
+    mask : numpy.ndarray of bool
+        The seg as a pixel mask at the input image's own size.
+    image : PIL.Image.Image
+        The input image (RGB, original size).
+    question : str
+        The user turn that was asked.
+    seconds : float
+        Generation time (for a batch, the batch's time divided by its size).
+    """
+
+    response: str
+    parsed: ParsedResponse
+    mask: np.ndarray
+    image: Any = field(repr=False)
+    question: str = ""
+    seconds: float = 0.0
+
+    @property
+    def is_anomalous(self) -> bool:
+        """True when the model marked at least one cell."""
+        return self.parsed.is_anomalous
+
+    @property
+    def answer(self) -> str | None:
+        """The option letter the model chose, if one could be read."""
+        return self.parsed.answer
+
+    @property
+    def think(self) -> str | None:
+        """The reasoning text."""
+        return self.parsed.think
+
+    def overlay(self, **kwargs: Any) -> Any:
+        """The mask painted over the image (``PIL.Image``); see :func:`omniad_core.overlay`."""
+        return overlay(self.image, self.mask, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no pixels): answer, seg, think, flags, problems."""
+        return {
+            "answer": self.answer,
+            "is_anomalous": self.is_anomalous,
+            "seg": self.parsed.seg_canonical,
+            "think": self.think,
+            "anomalous_pixels": int(self.mask.sum()),
+            "image_size": list(self.mask.shape),
+            "format_ok": self.parsed.format_ok,
+            "problems": list(self.parsed.problems),
+            "response": self.response,
+            "question": self.question,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class Inspector:
+    """Run the OmniAD method with a Hugging Face vision-language model.
+
+    Parameters
+    ----------
+    model : PreTrainedModel or str or path
+        A loaded image-text-to-text model (e.g. Qwen2.5-VL), or a checkpoint path
+        (then loaded with :meth:`from_pretrained`).
+    processor : ProcessorMixin, optional
+        Its processor; loaded from the model's own path when omitted.
+    grid : int, (rows, cols) or textmask.Grid
+        The grid the model writes masks on (default 24 x 24, or the checkpoint's).
+    image_size : int or None
+        Images are resized to ``image_size x image_size`` before the model sees them
+        (512 in the paper); None keeps them as they are.  Masks always come back at
+        the input image's own size.
+    system_prompt : str or None
+        Defaults to the paper's prompt.
+    max_new_tokens : int
+        Generation budget per answer.
+    do_sample : bool
+        False (default): greedy decoding, reproducible results.
+    generation_kwargs : dict, optional
+        Further arguments for ``model.generate``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        *,
+        grid: textmask.grid.GridLike | None = None,
+        image_size: int | None = 512,
+        system_prompt: str | None = SYSTEM_PROMPT,
+        max_new_tokens: int = 512,
+        do_sample: bool = False,
+        generation_kwargs: dict[str, Any] | None = None,
+        layout: str = "lines",
+    ) -> None:
+        if isinstance(model, (str, os.PathLike)):
+            other = Inspector.from_pretrained(model)
+            model, processor = other.model, processor or other.processor
+            spec_grid = other.grid
+        else:
+            spec_grid = None
+        if processor is None:
+            from transformers import AutoProcessor
+
+            source = getattr(getattr(model, "config", None), "_name_or_path", None)
+            if not source:
+                raise ValueError(
+                    "no processor given and the model does not say where it was loaded from; "
+                    "pass processor=AutoProcessor.from_pretrained(...)"
+                )
+            processor = AutoProcessor.from_pretrained(source)
+        tok = getattr(processor, "tokenizer", None)
+        if tok is not None:
+            tok.padding_side = "left"  # decoder-only generation pads on the left
+        self.model = model
+        self.processor = processor
+        self.grid = textmask.Grid.of(grid if grid is not None else (spec_grid or 24))
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 28):
+            raise ValueError(f"image_size must be an int >= 28 or None, got {image_size!r}")
+        self.image_size = image_size
+        self.system_prompt = system_prompt
+        self.layout = layout
+        gen: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample)}
+        if not do_sample:  # silence sampling settings a checkpoint's generation config may carry
+            gen.update(temperature=None, top_p=None, top_k=None)
+        gen.update(generation_kwargs or {})
+        self.generation_kwargs = gen
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike[str],
+        *,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> Inspector:
+        """Load a checkpoint (safetensors only) and its processor.
+
+        Settings in the checkpoint's ``omniad.json`` (grid, image size, system prompt)
+        are used unless overridden in ``kwargs``.
+        """
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        path = Path(path_or_id)
+        spec: dict[str, Any] = {}
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"{path} is a file; pass the checkpoint folder")
+            if not any(path.glob("*.safetensors")):
+                found = sorted(p.name for p in path.iterdir())[:10]
+                raise FileNotFoundError(
+                    f"no *.safetensors weights in {path} (found {found}); this toolkit only "
+                    "loads safetensors: re-save the model with save_pretrained(..., "
+                    "safe_serialization=True)"
+                )
+            spec = load_spec(path)
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(path_or_id),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            dtype=dtype if dtype is not None else torch.float32,
+        )
+        if device is not None:
+            model = model.to(device)
+        model.eval()
+        processor = AutoProcessor.from_pretrained(
+            str(path_or_id), trust_remote_code=trust_remote_code
+        )
+        if "textmask" in spec and "grid" not in kwargs:
+            kwargs["grid"] = textmask.Grid.from_dict(spec["textmask"])
+        if "image_size" in spec and "image_size" not in kwargs:
+            kwargs["image_size"] = spec["image_size"]
+        if "system_prompt" in spec and "system_prompt" not in kwargs:
+            kwargs["system_prompt"] = spec["system_prompt"]
+        return cls(model, processor, **kwargs)
+
+    # ------------------------------------------------------------------ prompts
+    def _resize(self, img: Any) -> Any:
+        if self.image_size is None or img.size == (self.image_size, self.image_size):
+            return img
+        from PIL import Image
+
+        return img.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+
+    def _prepare(
+        self, image: Any, question: Question | str | None, options: Any, reference: Any
+    ) -> tuple[str, list[Any], Any, str, Any]:
+        img = load_image(image)
+        if question is None:
+            question = DEFECT_QUESTION
+            options = _DEFAULT_OPTIONS if options is None else options
+        ref = None if reference is None else self._resize(load_image(reference))
+        messages = build_messages(
+            question, self._resize(img), options=options, reference=ref,
+            system_prompt=self.system_prompt, layout=self.layout,  # type: ignore[arg-type]
+        )  # fmt: skip
+        text = self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        images = [c["image"] for m in messages if isinstance(m["content"], list)
+                  for c in m["content"] if c.get("type") == "image"]  # fmt: skip
+        opts = question.options if isinstance(question, Question) and options is None else options
+        user = messages[-1]["content"][-1]["text"]
+        return text, images, img, user, opts
+
+    # ------------------------------------------------------------------ running
+    def analyze(
+        self,
+        image: Any,
+        question: Question | str | None = None,
+        options: Any = None,
+        reference: Any = None,
+    ) -> Analysis:
+        """Ask one question about one image.
+
+        Parameters
+        ----------
+        image : path, PIL image or array
+            The image to inspect.
+        question : Question or str, optional
+            Default: "Is there any defect in the object?" with options Yes / No.
+        options : mapping or list, optional
+            Options of a string question (``["Yes", "No"]`` or ``{"A": ..., ...}``).
+        reference : path, PIL image or array, optional
+            A normal image of the same category (1-shot).
+        """
+        return self.analyze_batch([image], [question], [options], [reference], progress=False)[0]
+
+    def analyze_batch(
+        self,
+        images: Sequence[Any],
+        questions: Sequence[Question | str | None] | Question | str | None = None,
+        options: Sequence[Any] | None = None,
+        references: Sequence[Any] | None = None,
+        *,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> list[Analysis]:
+        """Analyze many images with batched generation (results in input order)."""
+        import torch
+
+        n = len(images)
+        qs = _per_item(questions, n, "questions")
+        opts = _per_item(options, n, "options", allow_scalar=False)
+        refs = _per_item(references, n, "references", allow_scalar=False)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        results: list[Analysis] = []
+        bar = None
+        if progress and n > batch_size:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="inspect", unit="img")
+        device = getattr(self.model, "device", None)
+        for start in range(0, n, batch_size):
+            prepared = [
+                self._prepare(images[k], qs[k], opts[k], refs[k])
+                for k in range(start, min(n, start + batch_size))
+            ]
+            texts = [p[0] for p in prepared]
+            flat = [im for p in prepared for im in p[1]]
+            inputs = self.processor(text=texts, images=flat, return_tensors="pt", padding=True)
+            if device is not None:
+                inputs = inputs.to(device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **self.generation_kwargs)
+            dt = (time.perf_counter() - t0) / len(prepared)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            responses = self.processor.batch_decode(new, skip_special_tokens=True)
+            for (_, _, img, user, opt), resp in zip(prepared, responses, strict=True):
+                parsed = parse_response(resp, options=opt, grid=self.grid)
+                mask = textmask.unpatchify(parsed.cells, (img.size[1], img.size[0]))
+                results.append(Analysis(resp, parsed, mask, img, user, dt))
+            if bar is not None:
+                bar.update(len(prepared))
+        if bar is not None:
+            bar.close()
+        return results
+
+
+def _per_item(value: Any, n: int, name: str, allow_scalar: bool = True) -> list[Any]:
+    if value is None:
+        return [None] * n
+    if allow_scalar and isinstance(value, (str, Question)):
+        return [value] * n
+    items = list(value)
+    if len(items) != n:
+        raise ValueError(f"{name} must have one entry per image: {len(items)} for {n} images")
+    return items
