@@ -75,6 +75,7 @@ def test_codec_suite_passes_without_jit():
     """The kernels are plain Python under NUMBA_DISABLE_JIT=1 and must agree there too."""
     tests = [
         "tests/test_golden.py",
+        "tests/test_codec_properties.py",
         "tests/test_decode_tolerant.py",
         "tests/test_metrics_reward.py",
     ]
@@ -94,7 +95,12 @@ def test_codec_suite_passes_without_jit():
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "NUMBA_DISABLE_JIT": "1", "TEXTMASK_HYPOTHESIS_PROFILE": "nojit"},
+        env={
+            **os.environ,
+            "NUMBA_DISABLE_JIT": "1",
+            "TEXTMASK_HYPOTHESIS_PROFILE": "nojit",
+            "TEXTMASK_EXAMPLES_SCALE": "0.1",
+        },
         timeout=1200,
     )
     tail = out.stdout[-3000:]

@@ -49,7 +49,7 @@ Strict decoding
 ---------------
 ``decode(text, strict=True)`` accepts exactly the canonical texts, except that any
 amount of ASCII whitespace (space, tab, line feed, carriage return, vertical tab,
-form feed) may stand between tokens.  Runs must lie inside the grid, in row-major
+form feed) may stand between tokens and around the text.  Runs must lie inside the grid, in row-major
 order, and be maximal (two runs of one row are separated by at least one normal
 cell).  Anything else raises :class:`TextMaskError` naming the character offset of
 the first problem.
@@ -87,8 +87,9 @@ Scores and rewards
 :func:`score` compares a predicted cell set (or seg text) with a ground-truth mask at
 the ground truth's own pixel resolution (exactly: the predicted region is the union
 of the predicted cells' pixels) or at cell level.  :func:`detection_reward` is the
-OmniAD detection accuracy reward: 1 when ground truth and prediction are both empty,
-0 when only the ground truth is empty, else ``alpha * F1`` (``alpha = 2``).  A
+OmniAD detection accuracy reward: 1 when the ground truth is empty and the text names
+no cell, 0 when the ground truth is empty and the text names a cell (even one covering
+no pixel of a mask smaller than the grid), else ``alpha * F1`` (``alpha = 2``).  A
 :class:`GroundTruth` holds per-cell counts computed once, so the completions of one
 prompt share the precomputation.
 """

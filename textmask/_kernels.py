@@ -479,14 +479,16 @@ def reward_many(buf, offsets, tindex, counts, areas, totals, rows, cols, base, a
         acc = 0
         tp = 0
         pa = 0
+        npred = 0
         for p in range(size):
             acc += diff[p]
             if acc > 0:
                 tp += counts[t, p]
                 pa += areas[t, p]
+                npred += 1
         total = totals[t]
-        if total == 0:
-            reward[k] = 1.0 if pa == 0 else 0.0
+        if total == 0:  # the model wrote a cell: it claimed an anomaly, even off-image
+            reward[k] = 1.0 if npred == 0 else 0.0
         else:
             reward[k] = alpha * ((2.0 * tp) / (pa + total))
         tp_out[k] = tp
