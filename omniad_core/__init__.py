@@ -13,6 +13,15 @@ from omniad_core.integrations import (
     verl_compute_score,
     verl_compute_score_batch,
 )
+from omniad_core.metrics import (
+    MMAD_TYPES,
+    Confusion,
+    DetectionMeter,
+    MMADMeter,
+    normalize_question_type,
+    optimal_threshold,
+    pr_curve,
+)
 from omniad_core.parsing import ParsedResponse, extract_answer, parse_response
 from omniad_core.prompts import (
     DEFECT_QUESTION,
@@ -33,14 +42,18 @@ from omniad_core.rewards import (
 
 __all__ = [
     "DEFECT_QUESTION",
+    "MMAD_TYPES",
     "REFERENCE_PREFIX",
     "SYSTEM_PROMPT",
     "Analysis",
     "AnswerReward",
+    "Confusion",
+    "DetectionMeter",
     "DetectionReward",
     "FormatReward",
     "ImageError",
     "Inspector",
+    "MMADMeter",
     "OmniADScorer",
     "ParsedResponse",
     "Question",
@@ -53,9 +66,12 @@ __all__ = [
     "load_mask",
     "load_spec",
     "make_rewards",
+    "normalize_question_type",
     "openrlhf_reward_func",
+    "optimal_threshold",
     "overlay",
     "parse_response",
+    "pr_curve",
     "save_mask",
     "save_spec",
     "split_images",
