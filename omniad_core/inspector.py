@@ -1,11 +1,13 @@
 """The Inspector: ask a vision-language model about an image, get a mask and an answer.
 
->>> from omniad_core import Inspector                      # doctest: +SKIP
->>> insp = Inspector.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
->>> result = insp.analyze("part.png")                       # doctest: +SKIP
->>> result.is_anomalous, result.answer, result.mask.shape   # doctest: +SKIP
-(True, 'A', (900, 1200))
->>> result.overlay().save("part_overlay.png")               # doctest: +SKIP
+Example (tested end to end in ``tests/test_inspector.py``)::
+
+    from omniad_core import Inspector
+
+    insp = Inspector.from_pretrained("path/to/checkpoint")
+    result = insp.analyze("part.png")            # "Is there any defect in the object?"
+    result.is_anomalous, result.answer, result.mask.shape   # (True, 'A', (900, 1200))
+    result.overlay().save("part_overlay.png")
 
 torch and transformers are imported when an Inspector is built, never at module import.
 Weights load from safetensors only, and remote code is refused unless asked for.
