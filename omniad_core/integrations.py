@@ -19,11 +19,11 @@ The total score is the weighted sum of the rewards that apply (default weights 1
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import textmask
 from omniad_core.rewards import AnswerReward, DetectionReward, FormatReward
 
 __all__ = [
@@ -74,9 +74,10 @@ class OmniADScorer:
         correct: float = 1.0,
         wrong: float = 0.1,
     ) -> None:
-        if len(weights) != 3:
-            raise ValueError(f"weights are (format, detection, answer), got {list(weights)}")
-        self.weights = tuple(float(w) for w in weights)
+        w = tuple(float(x) for x in weights)
+        if len(w) != 3:
+            raise ValueError(f"weights are (format, detection, answer), got {list(w)}")
+        self.weights = w
         self.rewards = (
             FormatReward(grid),
             DetectionReward(alpha, grid),
@@ -109,12 +110,22 @@ class OmniADScorer:
         return out
 
 
-@functools.lru_cache(maxsize=16)
-def _scorer(key: str) -> OmniADScorer:
-    kw = json.loads(key)
-    if "weights" in kw:
-        kw["weights"] = tuple(kw["weights"])
-    return OmniADScorer(**kw)
+_SCORERS: dict[Any, OmniADScorer] = {}
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable key for option values from configs (lists, ListConfigs, dicts, Grids)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, textmask.Grid):
+        return ("grid", value.rows, value.cols, value.threshold, value.index_base)
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, Iterable):
+        return ("seq", tuple(_freeze(v) for v in value))
+    raise TypeError(
+        f"reward option value {value!r} of type {type(value).__name__} is not supported"
+    )
 
 
 def _get_scorer(kwargs: dict[str, Any]) -> OmniADScorer:
@@ -122,7 +133,20 @@ def _get_scorer(kwargs: dict[str, Any]) -> OmniADScorer:
     unknown = set(kwargs) - allowed
     if unknown:
         raise TypeError(f"unknown reward options {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return _scorer(json.dumps(kwargs, sort_keys=True))
+    key = _freeze(kwargs)
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        opts = dict(kwargs)
+        if "weights" in opts:
+            opts["weights"] = tuple(opts["weights"])
+        if isinstance(opts.get("grid"), Mapping):
+            opts["grid"] = dict(opts["grid"])
+        if isinstance(opts.get("grid"), Iterable) and not isinstance(opts["grid"], (dict, str)):
+            opts["grid"] = tuple(opts["grid"])
+        if len(_SCORERS) >= 16:
+            _SCORERS.clear()
+        scorer = _SCORERS[key] = OmniADScorer(**opts)
+    return scorer
 
 
 def verl_compute_score(

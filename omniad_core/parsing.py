@@ -18,7 +18,6 @@ surrounded by whitespace.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -31,10 +30,12 @@ __all__ = ["ParsedResponse", "extract_answer", "parse_response"]
 
 _TAGS = ("seg", "think", "answer")
 _TAG_RE = re.compile(r"<\s*([/\\]?)\s*(seg|think|answer)\s*>", re.IGNORECASE)
-_LEAD_LETTER = re.compile(r"^[\s\"'*_`]*[(\[]?\s*([A-Za-z])\s*(?:[)\].:,;\-]|$|\s)")
+# applied to text whose whitespace runs are collapsed to single spaces: no backtracking blow-up
 _SAYS_LETTER = re.compile(
-    r"\b(?:answer|option|choice)\s*(?:is|:|=)?\s*[(\[]?\s*([A-Z])\b(?![a-z])", re.IGNORECASE
+    r"\b(?:answer|option|choice)(?: is)?[ :=]*[(\[]?([A-Z])\b(?![a-z])", re.IGNORECASE
 )
+_DECOR = "*_`\"' "  # markdown emphasis and quotes around an answer
+_AFTER_LETTER = ").:,;-]"
 _NORM = re.compile(r"[^0-9a-z]+")
 
 
@@ -53,6 +54,8 @@ class ParsedResponse(BaseModel):
         Canonical 0-based runs decoded tolerantly from ``seg``.
     grid : (rows, cols)
         The grid ``runs`` refer to.
+    index_base : int
+        The grid's index base, used by :attr:`seg_canonical`.
     format_ok : bool
         The strict format held (see the module docstring).
     truncated : bool
@@ -70,11 +73,12 @@ class ParsedResponse(BaseModel):
     answer: str | None = None
     runs: list[tuple[int, int, int]] = []
     grid: tuple[int, int] = (24, 24)
+    index_base: int = 0
     format_ok: bool = False
     truncated: bool = False
     problems: list[str] = []
 
-    @cached_property
+    @property
     def cells(self) -> np.ndarray:
         """The decoded seg as a ``(rows, cols)`` boolean cell grid."""
         return textmask.runs_to_cells(np.array(self.runs, np.int64).reshape(-1, 3), self.grid)
@@ -86,8 +90,9 @@ class ParsedResponse(BaseModel):
 
     @property
     def seg_canonical(self) -> str:
-        """The decoded seg written canonically."""
-        return textmask.runs_to_text(np.array(self.runs, np.int64).reshape(-1, 3))
+        """The decoded seg written canonically (in the grid's index base)."""
+        runs = np.array(self.runs, np.int64).reshape(-1, 3)
+        return textmask.runs_to_text(runs, index_base=self.index_base)
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """The decoded seg as a boolean pixel mask of ``shape`` (H, W)."""
@@ -118,28 +123,49 @@ def extract_answer(text: str | None, options: Any = None) -> str | None:
             opts = normalize_options(options)
         except (ValueError, TypeError):
             opts = None
-    s = text.strip()
+    s = " ".join(text.split()).strip(_DECOR)  # one linear pass; bounds regex work
     if not s:
         return None
     valid = set(opts) if opts else {chr(c) for c in range(65, 91)}
-    m = _LEAD_LETTER.match(s)
-    if m:
-        letter = m.group(1).upper()
-        rest = s[m.end(1) :]
-        # "a crack" is prose, not option a; "a.", "a)" and "A crack" are letters
-        if letter in valid and (m.group(1).isupper() or not rest.strip() or rest[0] in ").:]"):
-            return letter
-    if opts:
+    if len(s) == 1 and s.upper() in valid:
+        return s.upper()
+    if opts:  # the option's own text wins: "A hole in the surface" may be option B
         ns = _norm(s)
         exact = [k for k, v in opts.items() if _norm(v) == ns]
         if len(exact) == 1:
             return exact[0]
+    lead = _lead_letter(s, valid, opts)
+    if lead is not None:
+        return lead
+    if opts:
+        ns = _norm(s)
         starts = [k for k, v in opts.items() if _norm(v) and ns.startswith(_norm(v) + " ")]
         if len(starts) == 1:
             return starts[0]
     said = {x.upper() for x in _SAYS_LETTER.findall(s)} & valid
     if len(said) == 1:
         return said.pop()
+    return None
+
+
+def _lead_letter(s: str, valid: set[str], opts: dict[str, str] | None) -> str | None:
+    """A letter opening the answer: ``B``, ``(B)``, ``B.``, ``B: Yes``, ``A crack`` (A = crack).
+
+    "a crack" or "I think B" are prose: a letter followed by a space and a lower-case
+    word only counts when the rest is that letter's option text.
+    """
+    t = s.lstrip("([ ")
+    if not t or not ("A" <= t[0].upper() <= "Z"):
+        return None
+    letter, rest = t[0].upper(), t[1:]
+    if letter not in valid:
+        return None
+    if not rest.strip(_DECOR + _AFTER_LETTER) or rest[0] in _AFTER_LETTER:
+        return letter
+    if opts and _norm(rest) and _norm(rest) == _norm(opts.get(letter, "")):
+        return letter
+    if t[0].isupper() and rest[0] == " " and not (len(rest) > 1 and rest[1].islower()):
+        return letter
     return None
 
 
@@ -266,7 +292,13 @@ def parse_response(
     )
     if answer_text is not None and answer is not None and not letter_only:
         problems.append("the answer is not a single letter")
-    format_ok = _strict_shape(text, events) and seg_strict and letter_only and not truncated
+    shape_ok = _strict_shape(text, events)
+    if not shape_ok and all(content[t] is not None for t in _TAGS) and not truncated:
+        problems.append(
+            "the blocks are not exactly <seg>, <think>, <answer> in this order with only "
+            "whitespace between and around them"
+        )
+    format_ok = shape_ok and seg_strict and letter_only and not truncated
     return ParsedResponse(
         raw=text,
         seg=seg,
@@ -275,6 +307,7 @@ def parse_response(
         answer=answer,
         runs=runs,
         grid=g.shape,
+        index_base=g.index_base,
         format_ok=format_ok,
         truncated=truncated,
         problems=problems,

@@ -56,7 +56,8 @@ def normalize_options(options: Any) -> dict[str, str]:
     """Options as an ordered ``{letter: text}`` dict, with clear errors.
 
     Accepts a mapping, a sequence of ``(letter, text)`` pairs, or a sequence of texts
-    (lettered A, B, C, ...).  Letters are single characters A-Z (lower case is
+    (lettered A, B, C, ...).  Options whose text is None are left out (Hugging Face
+    ``datasets`` pads dict columns that way).  Letters are single characters A-Z (lower case is
     upper-cased); texts are stripped and must not be empty.
 
     >>> normalize_options(["Yes", "No"])
@@ -74,7 +75,8 @@ def normalize_options(options: Any) -> dict[str, str]:
             "{'A': 'Yes', 'B': 'No'} or ['Yes', 'No']"
         )
     if isinstance(options, Mapping):
-        pairs = list(options.items())
+        # None texts are dropped: Hugging Face datasets pads dict columns with None
+        pairs = [(k, v) for k, v in options.items() if v is not None]
     else:
         items = list(options) if isinstance(options, Iterable) else None
         if items is None:
@@ -84,7 +86,7 @@ def normalize_options(options: Any) -> dict[str, str]:
                 raise ValueError(f"at most 26 options are supported, got {len(items)}")
             pairs = [(chr(65 + k), o) for k, o in enumerate(items)]
         elif all(isinstance(o, (tuple, list)) and len(o) == 2 for o in items):
-            pairs = [(o[0], o[1]) for o in items]
+            pairs = [(o[0], o[1]) for o in items if o[1] is not None]
         else:
             raise ValueError(
                 "options must be texts or (letter, text) pairs, got a mix: "

@@ -108,7 +108,7 @@ class Grid:
         threshold: float | None = None,
         index_base: int | None = None,
     ) -> Grid:
-        """Make a Grid from an int, a ``(rows, cols)`` pair or a Grid.
+        """Make a Grid from an int, a ``(rows, cols)`` pair, a Grid or its dict form.
 
         ``threshold`` and ``index_base`` override the grid's own values when not None.
         """
@@ -120,13 +120,16 @@ class Grid:
     def _of(cls, grid: Any, threshold: float | None, index_base: int | None) -> Grid:
         if isinstance(grid, Grid):
             g = grid
+        elif isinstance(grid, dict):  # e.g. from a YAML or JSON config
+            g = cls.from_dict(grid)
         elif isinstance(grid, (tuple, list)) and len(grid) == 2:
             g = cls(grid[0], grid[1])
         elif isinstance(grid, numbers.Integral) and not isinstance(grid, (bool, np.bool_)):
             g = cls(int(grid), int(grid))
         else:
             raise TextMaskError(
-                f"grid must be an int, a (rows, cols) pair or a textmask.Grid, got {grid!r}"
+                f"grid must be an int, a (rows, cols) pair, a textmask.Grid or its dict form, "
+                f"got {grid!r}"
             )
         if threshold is None and index_base is None:
             return g
