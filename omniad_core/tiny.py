@@ -57,6 +57,8 @@ import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from omniad_core.prompts import SYSTEM_PROMPT
+
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "QWEN_SPECIAL_TOKENS",
@@ -98,16 +100,8 @@ _VISION_TOKENS = (
     "<|video_pad|>",
 )
 
-#: The OmniAD system prompt, verbatim from the paper (see the spec's METHOD.md).
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a special assistant for analysis image. The user asks a question, and you "
-    "answer with the option's letter from the given choices directly. Firstly, you should "
-    "detect anomalies in patches within <seg>/<\\seg> tags. Then think about the reasoning "
-    "process in the mind and then provide the user with the answer. The reasoning process "
-    "and answer are enclosed within <think> /<\\think> and <answer> /<\\answer> tags, "
-    "respectively, i.e., <seg>segmentation results here</seg><think> reasoning process "
-    "here</think><answer> answer letter here</answer>"
-)
+#: The OmniAD system prompt, verbatim from the paper (one definition, in prompts.py).
+DEFAULT_SYSTEM_PROMPT = SYSTEM_PROMPT
 
 # The Qwen2 pre-tokenizer pattern: every digit is its own pre-token, so coordinates are
 # written digit by digit (learnable, and any number up to 47 is one or two tokens).
