@@ -23,6 +23,7 @@ __all__ = [
     "decode_many",
     "decode_pixels",
     "decode_strict",
+    "encode_any",
     "patch_any",
     "patch_count",
     "reward_many",
@@ -85,6 +86,11 @@ def patch_any(mask, redges, cedges):
         for y in range(y0 + 1, y1):
             for x in range(nw):
                 acc[x] |= mask[y, x]
+        band = acc[0]
+        for x in range(1, nw):
+            band |= acc[x]
+        if band == 0:  # nothing in this band of rows: skip the per-cell reduction
+            continue
         for c in range(cols):
             v = np.uint8(0)
             for x in range(cedges[c], cedges[c + 1]):
@@ -241,6 +247,12 @@ def runs_text(runs, base, maxval):
             out[pos] = _MINUS
             pos = _put_pair(out, pos + 1, r, runs[k, 2] + base)
     return out[:pos]
+
+
+@jit
+def encode_any(mask, redges, cedges, base):
+    """``cells_text(patch_any(...))`` in one call: the threshold-0 encode."""
+    return cells_text(patch_any(mask, redges, cedges), base)
 
 
 @jit

@@ -250,7 +250,7 @@ def encode(
         cells = _patchify(arr, transposed, g)
     else:
         re_, ce = edges(g.rows, g.cols, arr.shape[0], arr.shape[1])
-        cells = K.patch_any(_words(arr), re_, ce)
+        return K.encode_any(_words(arr), re_, ce, g.index_base).tobytes().decode("ascii")
     return K.cells_text(cells, g.index_base).tobytes().decode("ascii")
 
 

@@ -36,6 +36,7 @@ def warmup() -> float:
     for thr in (0.0, 0.5):
         encode(m, 3, threshold=thr)
         encode(np.asfortranarray(m), 3, threshold=thr)
+    encode(np.zeros((6, 8), np.uint8), 3)  # width a multiple of 8: the uint64 word path
     text = encode(m, 3)
     decode(text, 3)
     decode(text, 3, shape=(6, 6))
