@@ -551,3 +551,24 @@ def load_tiny(path: str | pathlib.Path) -> tuple[Any, Any]:
     model.eval()
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m omniad_core.tiny OUT_DIR [--preset test|demo] [--seed N]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m omniad_core.tiny",
+        description="Build a randomly initialised tiny Qwen2.5-VL with its processor (offline).",
+    )
+    p.add_argument("out_dir")
+    p.add_argument("--preset", choices=("test", "demo"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    cfg = (TinyConfig.demo if a.preset == "demo" else TinyConfig.test)(seed=a.seed)
+    print(build_tiny_qwen2_5_vl(a.out_dir, cfg))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())

@@ -1,0 +1,53 @@
+"""``omniad-train prepare|sft|grpo``: the training command line.
+
+``sft`` and ``grpo`` take ``--config RECIPE.yaml`` plus ``--key value`` overrides (any
+field of the recipe's dataclasses); ``prepare`` builds the datasets they read.  Under
+``accelerate launch`` or ``torchrun`` run ``python -m omniad_train sft ...``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_USAGE = """usage: omniad-train {prepare,sft,grpo} [options]
+
+  prepare   build SFT and GRPO datasets from MMAD, MVTec-style folders or JSONL
+  sft       supervised fine-tuning:  omniad-train sft --config recipe.yaml
+  grpo      GRPO with the three rewards:  omniad-train grpo --config recipe.yaml
+
+Run `omniad-train COMMAND --help` for a command's options."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a sub-command; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "prepare":
+        from omniad_train.data.prepare import prepare_main
+
+        return int(prepare_main(rest))
+    if command not in ("sft", "grpo"):
+        print(f"omniad-train: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
+        return 2
+    from omniad_train.config import RecipeError
+
+    try:
+        if command == "sft":
+            from omniad_train.sft import cli
+        else:
+            from omniad_train.grpo import cli
+        cli(rest)
+    except (RecipeError, FileNotFoundError) as exc:
+        print(f"omniad-train {command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
