@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "prepare":
-        from omniad_train.data.prepare import prepare_main
+        from omniad_train.data.cli import prepare_main
 
         return int(prepare_main(rest))
     if command not in ("sft", "grpo"):

@@ -1,0 +1,139 @@
+"""``omniad-train prepare``: the command line of :func:`omniad_train.data.prepare`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omniad_core.prompts import SYSTEM_PROMPT
+
+__all__ = ["build_parser", "prepare_main"]
+
+_EPILOG = """\
+examples:
+  omniad-train prepare data/sft_mvtec --mvtec_root /data/mvtec_anomaly_detection --eval_fraction 0.05
+  omniad-train prepare data/mmad --mmad_json /data/MMAD/mmad.json --shots 1
+  omniad-train prepare data/mix --mvtec_root /data/visa_pytorch --mvtec_root /data/loco \\
+      --jsonl extra.jsonl --max_records 2000
+
+Output: sft/ and grpo/ (datasets.load_from_disk), manifest.json, rejects.jsonl and the
+work folder .work/ that makes a re-run with the same arguments skip finished work.
+Exit status: 0 on success, 1 when an input is missing or nothing could be prepared.
+"""
+
+
+def _grid(text: str) -> int | tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"grid must be N or RxC, e.g. 24 or 16x32, got {text!r}"
+        ) from None
+    if len(nums) == 1:
+        return nums[0]
+    if len(nums) == 2:
+        return (nums[0], nums[1])
+    raise argparse.ArgumentTypeError(f"grid must be N or RxC, got {text!r}")
+
+
+def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
+    """The argument parser (every option of :func:`~omniad_train.data.prepare`)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Build the SFT and GRPO datasets of OmniAD from MMAD's mmad.json, "
+        "MVTec-style folders (MVTec AD, VisA, MVTec LOCO, ...) and generic JSONL files.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "output_dir",
+        type=Path,
+        help="folder to write sft/, grpo/, manifest.json, rejects.jsonl into",
+    )
+    src = p.add_argument_group("sources (give at least one)")
+    src.add_argument("--mmad_json", type=Path, help="MMAD's mmad.json")
+    src.add_argument("--image_root", type=Path,
+                     help="folder MMAD's image, mask and template paths are relative to (default: the folder of mmad.json)")  # fmt: skip
+    src.add_argument("--mvtec_root", type=Path, action="append",
+                     help="MVTec-style folder <category>/{train/good,test/<defect>,ground_truth/<defect>}; repeatable")  # fmt: skip
+    src.add_argument("--jsonl", type=Path, action="append",
+                     help="generic JSONL of records (see docs/data.md); repeatable")  # fmt: skip
+    fmt = p.add_argument_group("format")
+    fmt.add_argument("--grid", type=_grid, default=24, help="textmask grid, N or RxC (default 24)")
+    fmt.add_argument(
+        "--image_size",
+        type=int,
+        default=512,
+        help="images are resized to this square size (default 512)",
+    )
+    fmt.add_argument("--shots", type=int, choices=(0, 1), default=0,
+                     help="1: prompts start with a normal reference image of the same category (default 0)")  # fmt: skip
+    fmt.add_argument("--reference_from", choices=("similar", "random"), default="similar",
+                     help="MMAD 1-shot reference: first of similar_templates or random_templates (default similar)")  # fmt: skip
+    sp = fmt.add_mutually_exclusive_group()
+    sp.add_argument("--system_prompt", help="system prompt text (default: the paper's prompt)")
+    sp.add_argument("--system_prompt_file", type=Path, help="read the system prompt from this file")
+    sp.add_argument("--no_system_prompt", action="store_true", help="prompts without a system turn")
+    fmt.add_argument("--no_location_questions", action="store_true",
+                     help="MVTec-style folders: only the defect question, no 'Where is the defect located?'")  # fmt: skip
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--eval_fraction", type=float, default=0.0,
+                     help="fraction of images in a 'test' split, by image (default 0: train only)")  # fmt: skip
+    sel.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of splits, distractors, references, templates (default 0)",
+    )
+    sel.add_argument("--max_records", type=int, help="stop after this many records (quick trials)")
+    run = p.add_argument_group("run")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete an earlier run's outputs and work folder first (default: reuse them)")  # fmt: skip
+    run.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    return p
+
+
+def prepare_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``omniad-train prepare``; returns the exit status (0 ok, 1 failure)."""
+    from omniad_train.data.prepare import PrepareError, prepare
+
+    args = build_parser().parse_args(argv)
+    if args.no_system_prompt:
+        system_prompt = None
+    elif args.system_prompt_file is not None:
+        try:
+            system_prompt = args.system_prompt_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(
+                f"omniad-train prepare: error: cannot read the system prompt file: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        system_prompt = args.system_prompt if args.system_prompt is not None else SYSTEM_PROMPT
+    try:
+        prepare(
+            args.output_dir,
+            mmad_json=args.mmad_json,
+            image_root=args.image_root,
+            mvtec_root=args.mvtec_root,
+            jsonl=args.jsonl,
+            grid=args.grid,
+            image_size=args.image_size,
+            shots=args.shots,
+            reference_from=args.reference_from,
+            system_prompt=system_prompt,
+            eval_fraction=args.eval_fraction,
+            seed=args.seed,
+            location_questions=not args.no_location_questions,
+            max_records=args.max_records,
+            overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
+    except PrepareError as exc:
+        print(f"omniad-train prepare: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,396 @@
+"""``prepare``: SFT and GRPO datasets from MMAD, MVTec-style folders and generic JSONL.
+
+The output folder holds ``sft/`` and ``grpo/`` (``datasets.DatasetDict`` saved with
+``save_to_disk``, self-contained: image and mask bytes are stored inside),
+``manifest.json``, ``rejects.jsonl`` and the work folder ``.work/`` that makes
+re-runs cheap (see :mod:`omniad_train.data.cache`).  The schema is documented in
+``docs/data.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import textmask
+from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_train.data.cache import (
+    RESIZE_VERSION,
+    RecordLog,
+    WorkCache,
+    digest,
+    write_atomic,
+)
+from omniad_train.data.jsonl import iter_jsonl
+from omniad_train.data.output import (
+    counts,
+    feature_names,
+    split_rows,
+    up_to_date,
+    write_datasets,
+)
+from omniad_train.data.reasoning import TEMPLATE_VERSION
+from omniad_train.data.records import Record, Reject
+from omniad_train.data.rows import process_record, record_key, usable
+from omniad_train.data.sources import iter_mmad, iter_mvtec
+
+__all__ = ["PrepareError", "PrepareResult", "prepare"]
+
+PathLike = str | os.PathLike[str]
+PathsLike = PathLike | Sequence[PathLike] | None
+#: Version of the row layout; bump when columns change (cached rows are then redone).
+ROW_VERSION = 1
+_OURS = ("sft", "grpo", "manifest.json", "rejects.jsonl", ".work")
+
+
+class PrepareError(ValueError):
+    """Bad arguments, a missing input, or nothing that could be prepared."""
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare` wrote and did."""
+
+    output_dir: Path
+    sft_dir: Path
+    grpo_dir: Path
+    manifest_path: Path
+    rejects_path: Path
+    n_records: int
+    n_images: int
+    n_rejects: int
+    splits: dict[str, int]
+    processed: int = 0
+    reused: int = 0
+    images_read: int = 0
+    up_to_date: bool = False
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        split = ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
+        return (
+            f"{self.n_records:,} records from {self.n_images:,} images prepared ({split}), "
+            f"{self.n_rejects:,} rejected, see {self.rejects_path}"
+        )
+
+
+def _paths(value: PathsLike) -> list[Path]:
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
+def prepare(
+    output_dir: PathLike,
+    *,
+    mmad_json: PathLike | None = None,
+    image_root: PathLike | None = None,
+    mvtec_root: PathsLike = None,
+    jsonl: PathsLike = None,
+    grid: textmask.grid.GridLike = 24,
+    image_size: int = 512,
+    shots: Literal[0, 1] = 0,
+    reference_from: Literal["similar", "random"] = "similar",
+    system_prompt: str | None = SYSTEM_PROMPT,
+    eval_fraction: float = 0.0,
+    seed: int = 0,
+    location_questions: bool = True,
+    max_records: int | None = None,
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> PrepareResult:
+    """Build the SFT and GRPO datasets in ``output_dir``; see ``docs/data.md``.
+
+    Bad records go to ``rejects.jsonl`` with a reason; a re-run with the same arguments
+    reuses the work folder and, when nothing changed, leaves the datasets as they are.
+    ``overwrite=True`` first deletes the outputs of an earlier run (only ``sft/``,
+    ``grpo/``, ``manifest.json``, ``rejects.jsonl`` and ``.work/``).
+
+    Raises
+    ------
+    PrepareError
+        Bad arguments, a missing input, a non-empty foreign output folder, or no record
+        that could be prepared (``rejects.jsonl`` is written first).
+    """
+    try:
+        g = textmask.Grid.of(grid)
+    except textmask.TextMaskError as exc:
+        raise PrepareError(f"bad grid: {exc}") from None
+    _check_args(image_size, shots, reference_from, eval_fraction, max_records, seed)
+    mvtec_roots, jsonl_paths = _paths(mvtec_root), _paths(jsonl)
+    sources = _check_sources(mmad_json, image_root, mvtec_roots, jsonl_paths, reference_from)
+    for src in sources:
+        if src["kind"] == "mvtec":
+            src["args"].update(location_questions=location_questions, seed=seed)
+    out = Path(output_dir)
+    _check_output(out, overwrite)
+    work = out / ".work"
+    cache = WorkCache(work, image_size)
+    cfg = {
+        "grid": g.to_dict(),
+        "image_size": image_size,
+        "shots": shots,
+        "system_prompt": system_prompt,
+        "seed": seed,
+        "templates": TEMPLATE_VERSION,
+        "rows": ROW_VERSION,
+        "resize": RESIZE_VERSION,
+    }
+    items = _read_sources(sources, cache, seed, location_questions, max_records, verbose)
+
+    entries, processed, reused = _process_all(items, cache, g, cfg, work, verbose)
+    rows = [e["row"] for e in entries if "row" in e]
+    rejects = [e["reject"] for e in entries if "reject" in e]
+    rejects_path = out / "rejects.jsonl"
+    rejects_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
+    if not rows:
+        write_atomic(rejects_path, rejects_text.encode())
+        raise PrepareError(
+            f"nothing could be prepared: all {len(rejects):,} records were rejected, see "
+            f"{rejects_path}"
+            if rejects
+            else "nothing could be prepared: the sources hold no records"
+        )
+    by_split = split_rows(rows, eval_fraction, seed)
+    fp = digest(
+        cfg,
+        [e.get("key") for e in entries],
+        rejects,
+        {k: [r["id"] for r in v] for k, v in by_split.items()},
+    )
+    tallies = {kind: counts(by_split) for kind in ("sft", "grpo")}
+    manifest_path = out / "manifest.json"
+    fresh = up_to_date(out, fp)
+    if not fresh:
+        write_datasets(out, work, by_split, cache, fp, verbose)
+        write_atomic(rejects_path, rejects_text.encode())
+        manifest = {
+            "format": "omniad-prepare/1",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "omniad_version": _version(),
+            "textmask": g.to_dict(),
+            "image_size": image_size,
+            "shots": shots,
+            "seed": seed,
+            "eval_fraction": eval_fraction,
+            "location_questions": location_questions,
+            "max_records": max_records,
+            "system_prompt": system_prompt,
+            "system_prompt_sha256": hashlib.sha256((system_prompt or "").encode()).hexdigest(),
+            "sources": [s["args"] for s in sources],
+            "n_records": len(rows),
+            "n_images": len({r["image_id"] for r in rows}),
+            "n_rejects": len(rejects),
+            "counts": tallies,
+            "columns": {k: feature_names(k == "sft") for k in ("sft", "grpo")},
+            "fingerprint": fp,
+        }
+        write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    result = PrepareResult(
+        output_dir=out,
+        sft_dir=out / "sft",
+        grpo_dir=out / "grpo",
+        manifest_path=manifest_path,
+        rejects_path=rejects_path,
+        n_records=len(rows),
+        n_images=len({r["image_id"] for r in rows}),
+        n_rejects=len(rejects),
+        splits={k: len(v) for k, v in by_split.items()},
+        processed=processed,
+        reused=reused,
+        images_read=cache.reads["image"],
+        up_to_date=fresh,
+        counts=tallies,
+    )
+    if verbose:
+        print(result.summary() + (" (datasets already up to date)" if fresh else ""))
+    return result
+
+
+# --------------------------------------------------------------------------- checks
+def _check_args(
+    image_size: Any,
+    shots: Any,
+    reference_from: Any,
+    eval_fraction: Any,
+    max_records: Any,
+    seed: Any,
+) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 28:
+        raise PrepareError(f"image_size must be an integer >= 28 (pixels), got {image_size!r}")
+    if shots not in (0, 1) or isinstance(shots, bool):
+        raise PrepareError(f"shots must be 0 or 1, got {shots!r}")
+    if reference_from not in ("similar", "random"):
+        raise PrepareError(f"reference_from must be 'similar' or 'random', got {reference_from!r}")
+    if not isinstance(eval_fraction, (int, float)) or not 0.0 <= eval_fraction < 1.0:
+        raise PrepareError(f"eval_fraction must be in [0, 1), got {eval_fraction!r}")
+    if max_records is not None and (not isinstance(max_records, int) or max_records < 1):
+        raise PrepareError(f"max_records must be None or an integer >= 1, got {max_records!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PrepareError(f"seed must be an integer, got {seed!r}")
+
+
+def _check_sources(
+    mmad_json: PathLike | None,
+    image_root: PathLike | None,
+    mvtec_roots: list[Path],
+    jsonl_paths: list[Path],
+    reference_from: str,
+) -> list[dict[str, Any]]:
+    sources: list[dict[str, Any]] = []
+    if mmad_json is not None:
+        mj = Path(mmad_json)
+        if not mj.is_file():
+            raise PrepareError(
+                f"mmad_json: no file at {str(mj)!r}; pass the path of MMAD's mmad.json"
+            )
+        root = Path(image_root) if image_root is not None else mj.parent
+        if not root.is_dir():
+            raise PrepareError(f"image_root: no folder at {str(root)!r}; pass MMAD's image folder")
+        args = {"mmad_json": os.path.abspath(mj), "image_root": os.path.abspath(root),
+                "reference_from": reference_from}  # fmt: skip
+        sources.append({"kind": "mmad", "args": {"kind": "mmad", **args}})
+    elif image_root is not None:
+        raise PrepareError("image_root is the folder of MMAD's images; pass mmad_json with it")
+    for r in mvtec_roots:
+        if not r.is_dir():
+            raise PrepareError(
+                f"mvtec_root: no folder at {str(r)!r}; pass an MVTec-style dataset folder"
+            )
+        sources.append({"kind": "mvtec", "args": {"kind": "mvtec", "root": os.path.abspath(r)}})
+    for j in jsonl_paths:
+        if not j.is_file():
+            raise PrepareError(f"jsonl: no file at {str(j)!r}")
+        sources.append({"kind": "jsonl", "args": {"kind": "jsonl", "path": os.path.abspath(j)}})
+    if not sources:
+        raise PrepareError("nothing to prepare: give mmad_json, mvtec_root or jsonl (one at least)")
+    return sources
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"the output {str(out)!r} is a file; give a folder")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        if overwrite:
+            for name in _OURS:
+                p = out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        elif names and not names & {".work", "manifest.json"}:
+            raise PrepareError(
+                f"{str(out)!r} is not empty and is not a prepare output folder; choose a new "
+                "folder or pass overwrite=True (it deletes only sft/, grpo/, manifest.json, "
+                "rejects.jsonl and .work/)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+# --------------------------------------------------------------------------- reading
+def _read_sources(
+    sources: list[dict[str, Any]],
+    cache: WorkCache,
+    seed: int,
+    location_questions: bool,
+    max_records: int | None,
+    verbose: bool,
+) -> list[Record | Reject]:
+    from tqdm.auto import tqdm
+
+    def mask_info(path: str) -> Any:
+        return cache.mask(path).info
+
+    items: list[Record | Reject] = []
+    seen: set[str] = set()
+    n = 0
+    for src in sources:
+        a = src["args"]
+        it: Iterable[Record | Reject]
+        try:
+            if src["kind"] == "mmad":
+                it = iter_mmad(a["mmad_json"], a["image_root"], reference_from=a["reference_from"])
+            elif src["kind"] == "mvtec":
+                it = iter_mvtec(a["root"], location_questions=location_questions, seed=seed,
+                                mask_info=mask_info)  # fmt: skip
+            else:
+                it = iter_jsonl(a["path"])
+            for item in tqdm(it, desc=f"reading {src['kind']}", unit=" rec", disable=not verbose):
+                if isinstance(item, Record):
+                    if item.id in seen:
+                        item = Reject(
+                            source=item.source,
+                            record=item.id,
+                            reason=f"duplicate id {item.id!r}: an earlier record has it; give "
+                            "each record its own id",
+                        )
+                    else:
+                        seen.add(item.id)
+                        n += 1
+                items.append(item)
+                if max_records is not None and n >= max_records:
+                    return items
+        except (FileNotFoundError, ValueError) as exc:
+            raise PrepareError(f"{src['kind']}: {exc}") from None
+    return items
+
+
+def _process_all(
+    items: list[Record | Reject],
+    cache: WorkCache,
+    g: textmask.Grid,
+    cfg: dict[str, Any],
+    work: Path,
+    verbose: bool,
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Process every record not in the log yet; entries in source order, readers' rejects too."""
+    from tqdm.auto import tqdm
+
+    log = RecordLog(work / "records.jsonl")
+    done = log.load()
+    entries: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    processed = reused = 0
+    total = sum(1 for it in items if isinstance(it, Record))
+    with log, tqdm(total=total, desc="preparing", unit=" rec", disable=not verbose) as bar:
+        for it in items:
+            if isinstance(it, Reject):
+                entries.append({"reject": it.model_dump()})
+                continue
+            key = record_key(it, cfg)
+            entry = done.get(key)
+            if entry is None or not usable(entry, cache):
+                entry = {"key": key, **process_record(it, cache, g, cfg)}
+                processed += 1
+                if entry.pop("retry", False):  # unexpected error: not logged, retried next run
+                    entries.append(entry)
+                    bar.update()
+                    continue
+                log.append(entry)
+            else:
+                reused += 1
+            entries.append(entry)
+            kept.append(entry)
+            bar.update()
+    if processed or len(done) != len(kept):
+        log.rewrite(kept)  # drop entries of records no longer asked for
+    return entries, processed, reused
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("omniad")
+    except Exception:  # not installed as a distribution
+        return "unknown"
