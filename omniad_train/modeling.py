@@ -113,9 +113,20 @@ def resume_target(training_args: Any) -> str | None:
 
 
 def save_final(trainer: Any, processor: Any, script_args: Any) -> Path:
-    """Save weights (safetensors), processor and ``omniad.json`` into ``output_dir``."""
+    """Save weights (safetensors), processor and ``omniad.json`` into ``output_dir``.
+
+    A LoRA run keeps its adapter in ``output_dir/adapter`` and saves the merged model in
+    ``output_dir``, so the Inspector loads the result like any other checkpoint.
+    """
     out = Path(trainer.args.output_dir)
-    trainer.save_model(str(out))
+    model = trainer.model
+    if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
+        trainer.save_model(str(out / "adapter"))
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+            merged.save_pretrained(str(out), safe_serialization=True)
+    else:
+        trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out)
         save_spec(out, **_spec_kwargs(script_args))

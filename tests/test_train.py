@@ -126,6 +126,32 @@ def test_sft_trains_saves_and_loads_in_the_inspector(data, model, tmp_path):
     assert result.mask.shape == (40, 50)
 
 
+def test_sft_with_lora_saves_adapter_and_merged_model(data, model, tmp_path):
+    out = tmp_path / "lora"
+    extra = [
+        "--max_steps",
+        "2",
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+    ]
+    trainer = sft.main(*parse_recipe(SFTConfig, _sft_args(data, model, out, *extra)))
+    assert trainer.state.global_step == 2
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    merged = load_file(str(out / "model.safetensors"))
+    base = load_file(str(model / "model.safetensors"))
+    assert not any("lora" in k for k in merged)  # merged: plain weights, loadable anywhere
+    changed = [k for k in base if k in merged and not torch.equal(base[k], merged[k])]
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
+    Inspector.from_pretrained(out, max_new_tokens=4).analyze(np.zeros((30, 30, 3), np.uint8))
+
+
 def test_sft_resumes_from_its_last_checkpoint(data, model, tmp_path):
     out = tmp_path / "sft"
     first = sft.main(
