@@ -58,6 +58,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from omniad_core.prompts import SYSTEM_PROMPT
+from textmask.regions import REGIONS
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -223,17 +224,6 @@ _DEFECTS = (
     "faulty imprint",
     "damaged",
 )
-_REGIONS = (
-    "left top",
-    "top",
-    "right top",
-    "left",
-    "center",
-    "right",
-    "left bottom",
-    "bottom",
-    "right bottom",
-)
 _OBJECTS = (
     "bottle",
     "cable",
@@ -288,7 +278,7 @@ def default_corpus() -> list[str]:
     for i, defect in enumerate(_DEFECTS):
         lines.append(f"{letters[i % 5]}: {defect}")
         lines.append(f"There is a {defect} on the object. The defect is a {defect}.")
-    for region in _REGIONS:
+    for region in REGIONS:
         lines.append(f"{letters[len(region) % 5]}: {region}")
         lines.append(
             "According to the segmentation result, there is an anomaly in the object, "
@@ -307,7 +297,7 @@ def default_corpus() -> list[str]:
         for letter in "AB":
             lines.append(
                 f"<seg>{seg}</seg><think>According to the segmentation result, there is an "
-                f"anomaly in the object, which is located in the {_REGIONS[r % 9]}.</think>"
+                f"anomaly in the object, which is located in the {REGIONS[r % 9]}.</think>"
                 f"<answer>{letter}</answer>"
             )
     lines.append("<seg></seg><think>There is no anomaly in the object.</think><answer>B</answer>")

@@ -23,7 +23,7 @@ from omniad_train.config import (
     check_dataset,
     parse_recipe,
 )
-from omniad_train.modeling import load_model_and_processor, resume_target, save_final, spec_callback
+from omniad_train.modeling import load_splits, resume_target, train_and_save
 
 __all__ = ["cli", "main", "rewards_for"]
 
@@ -53,8 +53,7 @@ def main(
     ``reward_funcs`` replaces the recipe's rewards (for experiments); by default the
     three paper rewards configured from ``script_args``.
     """
-    from datasets import load_from_disk
-    from trl import GRPOTrainer, get_peft_config
+    from trl import GRPOTrainer
 
     folder = check_dataset(script_args, "grpo", GRPO_COLUMNS)  # before any model loads
     funcs = reward_funcs if reward_funcs is not None else rewards_for(script_args)
@@ -65,30 +64,13 @@ def main(
             "(format, detection, answer); give one weight per reward"
         )
     resume = resume_target(training_args)
-    data = load_from_disk(str(folder))
-    train = data[script_args.dataset_train_split]
-    if script_args.max_train_samples:
-        train = train.select(range(min(script_args.max_train_samples, len(train))))
-    evaluation = data[script_args.dataset_test_split] if script_args.dataset_test_split else None
-
+    train, evaluation = load_splits(script_args, folder)
     training_args.remove_unused_columns = False  # the rewards read mask, answer, options
-    model, processor = load_model_and_processor(
-        model_args, training_args, training_args.trust_remote_code
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=funcs,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=get_peft_config(model_args),
-        callbacks=[spec_callback(script_args, processor)],
-    )
     log.info("GRPO on %d prompts from %s", len(train), folder)
-    trainer.train(resume_from_checkpoint=resume)
-    save_final(trainer, processor, script_args)
-    return trainer
+    return train_and_save(
+        GRPOTrainer, script_args, training_args, model_args, train, evaluation, resume,
+        reward_funcs=funcs,
+    )  # fmt: skip
 
 
 def cli(argv: Sequence[str] | None = None) -> Any:

@@ -12,9 +12,11 @@ from omniad_core.prompts import SYSTEM_PROMPT
 __all__ = [
     "last_checkpoint",
     "load_model_and_processor",
+    "load_splits",
     "resume_target",
     "save_final",
     "spec_callback",
+    "train_and_save",
 ]
 
 
@@ -131,3 +133,51 @@ def save_final(trainer: Any, processor: Any, script_args: Any) -> Path:
         processor.save_pretrained(out)
         save_spec(out, **_spec_kwargs(script_args))
     return out
+
+
+def load_splits(script_args: Any, folder: Path, columns: Any = None) -> tuple[Any, Any]:
+    """The recipe's train split (limited to ``max_train_samples``) and optional test split."""
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(folder))
+
+    def take(split: str) -> Any:
+        ds = data[split]
+        return ds.select_columns(list(columns)) if columns else ds
+
+    train = take(script_args.dataset_train_split)
+    if script_args.max_train_samples:
+        train = train.select(range(min(script_args.max_train_samples, len(train))))
+    evaluation = take(script_args.dataset_test_split) if script_args.dataset_test_split else None
+    return train, evaluation
+
+
+def train_and_save(
+    trainer_cls: Any,
+    script_args: Any,
+    training_args: Any,
+    model_args: Any,
+    train: Any,
+    evaluation: Any,
+    resume: str | None,
+    **trainer_kwargs: Any,
+) -> Any:
+    """Load the model, build a TRL trainer, train (or resume) and save; return the trainer."""
+    from trl import get_peft_config
+
+    model, processor = load_model_and_processor(
+        model_args, training_args, training_args.trust_remote_code
+    )
+    trainer = trainer_cls(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+        callbacks=[spec_callback(script_args, processor)],
+        **trainer_kwargs,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    save_final(trainer, processor, script_args)
+    return trainer

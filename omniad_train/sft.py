@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from omniad_train.config import SFT_COLUMNS, OmniADScriptArguments, check_dataset, parse_recipe
-from omniad_train.modeling import load_model_and_processor, resume_target, save_final, spec_callback
+from omniad_train.modeling import load_splits, resume_target, train_and_save
 
 __all__ = ["cli", "main"]
 
@@ -25,38 +25,17 @@ log = logging.getLogger(__name__)
 
 def main(script_args: OmniADScriptArguments, training_args: Any, model_args: Any) -> Any:
     """Run SFT; returns the trainer (after training and saving)."""
-    from datasets import load_from_disk
-    from trl import SFTTrainer, get_peft_config
+    from trl import SFTTrainer
 
     folder = check_dataset(script_args, "sft", SFT_COLUMNS)  # before any model loads
     resume = resume_target(training_args)
-    data = load_from_disk(str(folder))
-    keep = list(SFT_COLUMNS)
-    train = data[script_args.dataset_train_split].select_columns(keep)
-    if script_args.max_train_samples:
-        train = train.select(range(min(script_args.max_train_samples, len(train))))
-    evaluation = None
-    if script_args.dataset_test_split:
-        evaluation = data[script_args.dataset_test_split].select_columns(keep)
-
+    train, evaluation = load_splits(script_args, folder, SFT_COLUMNS)
     training_args.completion_only_loss = True
     training_args.remove_unused_columns = False
-    model, processor = load_model_and_processor(
-        model_args, training_args, training_args.trust_remote_code
-    )
-    trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        peft_config=get_peft_config(model_args),
-        callbacks=[spec_callback(script_args, processor)],
-    )
     log.info("SFT on %d examples from %s", len(train), folder)
-    trainer.train(resume_from_checkpoint=resume)
-    save_final(trainer, processor, script_args)
-    return trainer
+    return train_and_save(
+        SFTTrainer, script_args, training_args, model_args, train, evaluation, resume
+    )
 
 
 def cli(argv: Sequence[str] | None = None) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from qwen_template import qwen_template
 
 import textmask
 from omniad_core import SYSTEM_PROMPT, make_rewards, parse_response
@@ -262,19 +263,6 @@ def _raw(out: Path, kind: str) -> dict:
     return res
 
 
-def _qwen_template():
-    sandbox = pytest.importorskip("jinja2.sandbox")
-    spec = importlib.util.find_spec("trl")  # locate the file without importing trl
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("trl is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "chat_templates"
-    path = path / "qwen2_5_vl.jinja"
-    if not path.is_file():
-        pytest.skip("trl does not ship qwen2_5_vl.jinja")
-    env = sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(path.read_text())
-
-
 def _by_id(rows: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
@@ -515,7 +503,7 @@ def test_columns_and_feature_types(full):
 
 
 def test_prompts_render_with_the_qwen25vl_template(full, one_shot):
-    tpl = _qwen_template()
+    tpl = qwen_template()
     for out in (full[0], one_shot[0]):
         for row in _rows(out, "grpo"):
             text = tpl.render(messages=row["prompt"], add_generation_prompt=True)

@@ -7,7 +7,6 @@ transformers configures it (``trim_blocks``, ``lstrip_blocks``, sandboxed).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from qwen_template import qwen_template
 
 from omniad_core import (
     DEFECT_QUESTION,
@@ -263,23 +263,10 @@ def test_split_images_keeps_string_content_and_placeholders():
 
 
 # --------------------------------------------------------------------------- chat template
-def _qwen_template():
-    sandbox = pytest.importorskip("jinja2.sandbox")
-
-    spec = importlib.util.find_spec("trl")  # locate the file without importing trl
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("trl is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "chat_templates"
-    path = path / "qwen2_5_vl.jinja"
-    if not path.is_file():
-        pytest.skip("trl does not ship qwen2_5_vl.jinja")
-    # transformers renders chat templates in this environment with these options
-    env = sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(path.read_text())
 
 
 def test_zero_shot_renders_through_the_qwen25vl_template():
-    tpl = _qwen_template()
+    tpl = qwen_template()
     msgs = build_messages(DEFECT_QUESTION, "q.png", options=["Yes", "No"])
     out = tpl.render(messages=msgs, add_generation_prompt=True)
     assert out == (
@@ -291,7 +278,7 @@ def test_zero_shot_renders_through_the_qwen25vl_template():
 
 
 def test_one_shot_renders_reference_image_first():
-    tpl = _qwen_template()
+    tpl = qwen_template()
     msgs = build_messages("Which defect?", "q.png", options=["crack", "hole"], reference="r.png")
     out = tpl.render(messages=msgs, add_generation_prompt=True)
     user = out.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
@@ -302,7 +289,7 @@ def test_one_shot_renders_reference_image_first():
 
 
 def test_split_messages_render_identically():
-    tpl = _qwen_template()
+    tpl = qwen_template()
     msgs = build_messages("Q?", "q.png", options=["x", "y"], reference="r.png")
     stripped, images = split_images(msgs)
     assert len(images) == 2
@@ -312,7 +299,7 @@ def test_split_messages_render_identically():
 
 
 def test_no_system_prompt_falls_back_to_the_templates_default():
-    tpl = _qwen_template()
+    tpl = qwen_template()
     msgs = build_messages("Q?", "q.png", options=["x", "y"], system_prompt=None)
     out = tpl.render(messages=msgs, add_generation_prompt=False)
     assert out.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
@@ -323,7 +310,7 @@ def test_no_system_prompt_falls_back_to_the_templates_default():
 def test_rendered_prompt_with_a_completion_parses():
     from omniad_core import parse_response
 
-    tpl = _qwen_template()
+    tpl = qwen_template()
     msgs = build_messages(DEFECT_QUESTION, None, options=["Yes", "No"])
     msgs.append(
         {

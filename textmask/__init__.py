@@ -111,6 +111,7 @@ from textmask.codec import (
 from textmask.fidelity import codec_fidelity, defect_masks
 from textmask.grid import Grid
 from textmask.metrics import Scores, area, f1, iou, precision, recall, score
+from textmask.regions import REGIONS, region, region_of
 from textmask.reward import GroundTruth, detection_reward, detection_rewards
 from textmask.warmup import warmup
 
@@ -119,6 +120,7 @@ FORMAT_VERSION = 1
 
 __all__ = [
     "FORMAT_VERSION",
+    "REGIONS",
     "DecodeReport",
     "Grid",
     "GroundTruth",
@@ -139,6 +141,8 @@ __all__ = [
     "patchify",
     "precision",
     "recall",
+    "region",
+    "region_of",
     "runs_to_cells",
     "runs_to_text",
     "score",

@@ -14,6 +14,7 @@ import numpy as np
 
 import textmask
 from omniad_train.data.records import MaskInfo
+from textmask.regions import REGIONS, region_of  # re-exported: the names of FORMAT.md
 
 __all__ = [
     "LOCATION_QUESTION",
@@ -24,19 +25,6 @@ __all__ = [
     "sft_target",
     "template_reasoning",
 ]
-
-#: The 9 region names of FORMAT.md, row-major over a 3 x 3 split of the image.
-REGIONS: tuple[str, ...] = (
-    "left top",
-    "top",
-    "right top",
-    "left",
-    "center",
-    "right",
-    "left bottom",
-    "bottom",
-    "right bottom",
-)
 
 #: The location question generated for defect images of MVTec-style folders.
 LOCATION_QUESTION = "Where is the defect located?"
@@ -51,18 +39,6 @@ def rng_for(seed: int, *parts: str) -> random.Random:
     """A private ``random.Random`` from a seed and strings (stable across Python runs)."""
     digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def region_of(centroid: tuple[float, float]) -> str:
-    """The region name of a ``(y, x)`` centroid given as fractions in [0, 1].
-
-    >>> region_of((0.1, 0.1)), region_of((0.5, 0.5)), region_of((0.9, 0.5))
-    ('left top', 'center', 'bottom')
-    """
-    y, x = centroid
-    row = min(2, max(0, int(3 * y)))
-    col = min(2, max(0, int(3 * x)))
-    return REGIONS[3 * row + col]
 
 
 def _components(mask: np.ndarray) -> int:
