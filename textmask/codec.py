@@ -442,5 +442,5 @@ def _join(texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         except TextMaskError as exc:
             raise TextMaskError(f"text {k} of the batch: {exc}") from None
     offsets = np.zeros(len(parts) + 1, np.int64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    np.add.accumulate(np.fromiter(map(len, parts), np.int64, len(parts)), out=offsets[1:])
     return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
