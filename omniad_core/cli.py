@@ -9,6 +9,7 @@ and how to fix it), 2 wrong usage.
                             [--json] [--overlay out.png]
     omniad encode mask.png [--grid 24] [--threshold 0] [--index-base 0]
     omniad decode "(3, 4)-(3, 6)" --shape 512 512 --out mask.png [--grid 24]
+    omniad demo [--quick] [--out runs/demo]     (synthetic data, SFT + GRPO, evaluation)
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--threshold", type=float, default=0.0, help="cell labelling threshold")
         sp.add_argument("--index-base", type=int, default=0, choices=(0, 1))
 
+    sub.add_parser("demo", help="train and evaluate a small model on synthetic defects (--help)")
     sp = sub.add_parser("inspect", help="analyze an image with a model")
     sp.add_argument("image")
     sp.add_argument("--model", help="checkpoint folder (safetensors weights and processor)")
@@ -157,10 +159,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _demo(argv: list[str]) -> int:
+    """``omniad demo``: lives in omniad_train, which needs the training extras."""
+    try:
+        from omniad_train.demo import demo_main
+    except ImportError as exc:
+        print(
+            f"omniad demo: error: the demo trains a model and needs the training extras "
+            f"({exc}); install them with: pip install 'omniad[all]'",
+            file=sys.stderr,
+        )
+        return 1
+    return int(demo_main(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["demo"]:
+        return _demo(args_list[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if getattr(args, "grid", None) is not None and len(args.grid) not in (1, 2):
         parser.error("--grid takes N or ROWS COLS")
     try:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_USAGE = """usage: omniad-train {prepare,sft,grpo} [options]
+_USAGE = """usage: omniad-train {prepare,synth,sft,grpo} [options]
 
   prepare   build SFT and GRPO datasets from MMAD, MVTec-style folders or JSONL
+  synth     write synthetic defect images (MVTec folders + mmad.json)
   sft       supervised fine-tuning:  omniad-train sft --config recipe.yaml
   grpo      GRPO with the three rewards:  omniad-train grpo --config recipe.yaml
 
@@ -32,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omniad_train.data.cli import prepare_main
 
         return int(prepare_main(rest))
+    if command == "synth":
+        from omniad_train.synthetic import synthetic_main
+
+        return int(synthetic_main(rest))
     if command not in ("sft", "grpo"):
         print(f"omniad-train: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
         return 2
