@@ -30,25 +30,25 @@ STAGES = ("untrained", "sft", "sft+grpo")
 class DemoPlan:
     """Sizes of a demo run; :meth:`quick` and :meth:`full` are the two presets."""
 
-    image_size: int = 224
-    train_good: int = 12
-    train_defects: int = 8
-    test_good: int = 3
+    image_size: int = 112
+    train_good: int = 8
+    train_defects: int = 6
+    test_good: int = 2
     test_defects: int = 2
-    sft_steps: int = 400
+    sft_steps: int = 300
     sft_lr: float = 1e-3
-    grpo_steps: int = 30
+    grpo_steps: int = 20
     grpo_lr: float = 2e-5
     generations: int = 4
     batch: int = 8
-    max_new_tokens: int = 256
-    mmad_limit: int | None = 240
+    max_new_tokens: int = 200
+    mmad_limit: int | None = 120
     seed: int = 0
     categories: tuple[str, ...] | None = None
 
     @classmethod
     def full(cls, **kw: Any) -> DemoPlan:
-        """About 15 minutes on 2 CPU cores."""
+        """The main demo: sized for about 15 minutes on 2 quiet CPU cores."""
         return cls(**kw)
 
     @classmethod
