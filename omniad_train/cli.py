@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_USAGE = """usage: omniad-train {prepare,synth,sft,grpo} [options]
+_USAGE = """usage: omniad-train {prepare,synth,eval,sft,grpo} [options]
 
   prepare   build SFT and GRPO datasets from MMAD, MVTec-style folders or JSONL
   synth     write synthetic defect images (MVTec folders + mmad.json)
+  eval      evaluate a model: omniad-train eval {mmad,detection,merge} ...
   sft       supervised fine-tuning:  omniad-train sft --config recipe.yaml
   grpo      GRPO with the three rewards:  omniad-train grpo --config recipe.yaml
 
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omniad_train.data.cli import prepare_main
 
         return int(prepare_main(rest))
+    if command == "eval":
+        from omniad_train.evaluation.cli import main as eval_main
+
+        return int(eval_main(rest))
     if command == "synth":
         from omniad_train.synthetic import synthetic_main
 
