@@ -84,7 +84,20 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     except ImageError as exc:
         raise _Fail(str(exc)) from None
     if args.model is None:
-        raise _Fail("no model: pass --model PATH (a checkpoint folder with safetensors weights)")
+        from omniad_core.inspector import demo_model_path
+
+        demo = demo_model_path()
+        if demo is None:
+            raise _Fail(
+                "no model: pass --model PATH (a checkpoint folder with safetensors weights)"
+            )
+        print(
+            "omniad inspect: using the embedded demo model, trained by `omniad demo` on "
+            "synthetic defects only (not for real inspection); pass --model PATH to use "
+            "real weights",
+            file=sys.stderr,
+        )
+        args.model = str(demo)
     model = Path(args.model)
     if not model.is_dir():
         raise _Fail(f"--model {args.model}: no such checkpoint folder")
@@ -134,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="train and evaluate a small model on synthetic defects (--help)")
     sp = sub.add_parser("inspect", help="analyze an image with a model")
     sp.add_argument("image")
-    sp.add_argument("--model", help="checkpoint folder (safetensors weights and processor)")
+    sp.add_argument(
+        "--model", help="checkpoint folder (safetensors weights); default: the embedded demo model"
+    )
     sp.add_argument("--reference", help="a normal image of the same category (1-shot)")
     sp.add_argument("--question", help='default: "Is there any defect in the object?"')
     sp.add_argument("--options", nargs="+", help="option texts, lettered A, B, ...")

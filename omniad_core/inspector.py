@@ -30,11 +30,21 @@ from omniad_core.images import load_image, overlay
 from omniad_core.parsing import ParsedResponse, parse_response
 from omniad_core.prompts import DEFECT_QUESTION, SYSTEM_PROMPT, Question, build_messages
 
-__all__ = ["SPEC_FILE", "Analysis", "Inspector", "load_spec", "save_spec"]
+__all__ = ["SPEC_FILE", "Analysis", "Inspector", "demo_model_path", "load_spec", "save_spec"]
 
 #: File next to a checkpoint's weights describing how it reads and writes masks.
 SPEC_FILE = "omniad.json"
 _DEFAULT_OPTIONS = {"A": "Yes", "B": "No"}
+
+
+def demo_model_path() -> Path | None:
+    """The small demo checkpoint shipped in the package, or None when it is absent.
+
+    It was trained by ``omniad demo`` on synthetic defects only: it shows the method
+    working, it is not a model for real inspection.
+    """
+    path = Path(__file__).resolve().parent / "demo_model"
+    return path if (path / "model.safetensors").is_file() else None
 
 
 def save_spec(

@@ -34,8 +34,12 @@ def _memorize(model, processor, steps: int = 400) -> None:
     """Train the model until greedy decoding reproduces TARGET for our prompts."""
     insp = Inspector(model, processor, image_size=56, max_new_tokens=64, system_prompt=PROMPT)
     batches = []
-    for seed, (h, w) in enumerate([(40, 60), (64, 64), (90, 50)]):
-        text, images, *_ = insp._prepare(_image(h, w, seed), None, None, None)
+    prompts = [(_image(h, w, seed), None, None, None) for seed, (h, w) in
+               enumerate([(40, 60), (64, 64), (90, 50)])]  # fmt: skip
+    # the 1-shot prompt with a custom question is trained too, so the test stays in distribution
+    prompts.append((_image(50, 50, 1), "Which defect is it?", ["spot", "crack"], _image(50, 50, 2)))
+    for image, question, options, reference in prompts:
+        text, images, *_ = insp._prepare(image, question, options, reference)
         prompt_len = processor(text=[text], images=images, return_tensors="pt")["input_ids"].shape[
             1
         ]
@@ -58,6 +62,15 @@ def _memorize(model, processor, steps: int = 400) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # faster for a tiny model on a small machine, and deterministic
+    try:
+        return _trained(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _trained(tmp_path_factory):
     path = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model", TinyConfig.test())
     model, processor = load_tiny(path)
     _memorize(model, processor)
