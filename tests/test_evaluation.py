@@ -23,6 +23,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from memorize import memorize  # noqa: E402
+
 import textmask  # noqa: E402
 from omniad_core import Inspector, save_spec  # noqa: E402
 from omniad_core.metrics import DetectionMeter  # noqa: E402
@@ -93,7 +95,6 @@ def _one_thread():
 
 def _memorize(model, processor) -> None:
     """Train until greedy decoding gives TARGET for 0-shot and 1-shot questions alike."""
-    insp = Inspector(model, processor, image_size=56, max_new_tokens=64, system_prompt=PROMPT)
     prompts = [
         (_rgb(40, 60, 0), None, None, None),
         (
@@ -112,35 +113,9 @@ def _memorize(model, processor) -> None:
             _rgb(40, 48, 7),
         ),
     ]
-    batches = []
-    for image, question, options, reference in prompts:
-        text, images, *_ = insp._prepare(image, question, options, reference)
-        n_prompt = processor(text=[text], images=images, return_tensors="pt")["input_ids"].shape[1]
-        full = processor(text=[text + TARGET + "<|im_end|>"], images=images, return_tensors="pt")
-        labels = full["input_ids"].clone()
-        labels[:, :n_prompt] = -100
-        batches.append({**full, "labels": labels})
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    torch.manual_seed(0)
     probes = [(_rgb(44, 52, 60 + k), "Which defect?", {"A": "x", "B": "y"}, ref)
               for k, ref in enumerate([None, _rgb(40, 48, 70)])]  # fmt: skip
-    for _round in range(4):
-        model.train()
-        losses = [math.inf] * len(batches)
-        for step in range(800):
-            k = step % len(batches)
-            loss = model(**batches[k]).loss
-            losses[k] = loss.item()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if max(losses) < 2e-3:
-                break
-        model.eval()
-        got = insp.analyze_batch(*zip(*probes, strict=True), batch_size=2, progress=False)
-        if all(g.response.strip() == TARGET for g in got):
-            return
-    pytest.fail("the tiny model did not learn its fixed response")
+    memorize(model, processor, TARGET, prompts, system_prompt=PROMPT, probes=probes)
 
 
 @pytest.fixture(scope="module")

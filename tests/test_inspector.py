@@ -16,6 +16,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from memorize import memorize  # noqa: E402
+
 import textmask  # noqa: E402
 from omniad_core import Inspector, save_spec  # noqa: E402
 from omniad_core.cli import main as cli_main  # noqa: E402
@@ -30,34 +32,13 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
 
 
-def _memorize(model, processor, steps: int = 400) -> None:
-    """Train the model until greedy decoding reproduces TARGET for our prompts."""
-    insp = Inspector(model, processor, image_size=56, max_new_tokens=64, system_prompt=PROMPT)
-    batches = []
+def _memorize(model, processor) -> None:
+    """Train until greedy decoding gives TARGET for our prompts."""
     prompts = [(_image(h, w, seed), None, None, None) for seed, (h, w) in
                enumerate([(40, 60), (64, 64), (90, 50)])]  # fmt: skip
     # the 1-shot prompt with a custom question is trained too, so the test stays in distribution
     prompts.append((_image(50, 50, 1), "Which defect is it?", ["spot", "crack"], _image(50, 50, 2)))
-    for image, question, options, reference in prompts:
-        text, images, *_ = insp._prepare(image, question, options, reference)
-        prompt_len = processor(text=[text], images=images, return_tensors="pt")["input_ids"].shape[
-            1
-        ]
-        full = processor(text=[text + TARGET + "<|im_end|>"], images=images, return_tensors="pt")
-        labels = full["input_ids"].clone()
-        labels[:, :prompt_len] = -100
-        batches.append({**full, "labels": labels})
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    torch.manual_seed(0)
-    for step in range(steps):
-        loss = model(**batches[step % len(batches)]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 10 == 9 and loss.item() < 5e-3:
-            break
-    model.eval()
+    memorize(model, processor, TARGET, prompts, system_prompt=PROMPT)
 
 
 @pytest.fixture(scope="module")
