@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 import textmask
 from omniad_core.prompts import normalize_options
 
-__all__ = ["ParsedResponse", "extract_answer", "parse_response"]
+__all__ = ["ParsedResponse", "block_text", "extract_answer", "parse_response", "read_answer"]
 
 _TAGS = ("seg", "think", "answer")
 _TAG_RE = re.compile(r"<\s*([/\\]?)\s*(seg|think|answer)\s*>", re.IGNORECASE)
@@ -197,6 +197,42 @@ def _blocks(
     return spans, events
 
 
+def _first(found: list[tuple[int, int, bool]]) -> tuple[int, int, bool]:
+    """The block a response means: its first complete one, else its first one."""
+    return next((f for f in found if f[2]), found[0])
+
+
+def block_text(text: str, tag: str) -> str | None:
+    """Content of the block ``tag`` (first complete, else first), or None without one.
+
+    >>> block_text("<seg>(1, 1)<\\seg><think>x", "seg"), block_text("hi", "answer")
+    ('(1, 1)', None)
+    """
+    found = _blocks(text)[0][tag]
+    if not found:
+        return None
+    start, end, _ = _first(found)
+    return text[start:end]
+
+
+def read_answer(text: str, options: Any = None) -> str | None:
+    """The option letter of a response, read exactly as :func:`parse_response` reads it.
+
+    Cheaper than a full parse: the seg text is not decoded.
+
+    >>> read_answer("<seg></seg><think>.</think><answer>(B)</answer>"), read_answer("B")
+    ('B', 'B')
+    """
+    spans, events = _blocks(text)
+    if not events:  # no tags at all: a plain answer such as "B" from an untrained model
+        return extract_answer(text, options)
+    found = spans["answer"]
+    if not found:
+        return None
+    start, end, _ = _first(found)
+    return extract_answer(text[start:end], options)
+
+
 def _strict_shape(text: str, events: list[tuple[int, int, str, bool]]) -> bool:
     """Exactly seg, think, answer, each opened and closed once, whitespace between."""
     want = [("seg", False), ("seg", True), ("think", False), ("think", True),
@@ -255,8 +291,7 @@ def parse_response(
             content[tag] = None
             problems.append(f"no <{tag}> block")
             continue
-        complete = [f for f in found if f[2]]
-        start, end, closed = complete[0] if complete else found[0]
+        start, end, closed = _first(found)
         content[tag] = text[start:end]
         if not closed:
             truncated = True
@@ -277,12 +312,9 @@ def parse_response(
                 f"seg text: {rep.chars_skipped} characters skipped, {rep.cells_dropped} "
                 "cells outside the grid dropped"
             )
-        try:
-            textmask.decode(seg, g, strict=True)
-        except textmask.TextMaskError:
-            seg_strict = False
-            if rep.clean:
-                problems.append("seg text is not canonical")
+        seg_strict = textmask.is_canonical(seg, g)
+        if not seg_strict and rep.clean:
+            problems.append("seg text is not canonical")
     if answer_text is not None and answer is None:
         problems.append("no option letter in the answer")
     letter_only = (

@@ -29,11 +29,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 import textmask
 from omniad_core.images import load_mask, looks_like_mask_path
-from omniad_core.parsing import _blocks, parse_response
+from omniad_core.parsing import block_text, parse_response, read_answer
 
 __all__ = [
     "AnswerReward",
@@ -205,7 +203,7 @@ class DetectionReward:
         out: list[float | None] = [None] * n
         if not keep:
             return out
-        texts = [_seg_text(completion_text(completions[k])) for k in keep]
+        texts = [block_text(completion_text(completions[k]), "seg") or "" for k in keep]
         values = textmask.detection_rewards(
             texts, [targets[k] for k in keep], self.grid, alpha=self.alpha,
             index_base=self.grid.index_base,
@@ -213,17 +211,6 @@ class DetectionReward:
         for k, v in zip(keep, values.tolist(), strict=True):
             out[k] = v
         return out
-
-
-def _seg_text(text: str) -> str:
-    """Content of the first complete (else first) seg block; '' without one."""
-    spans, _ = _blocks(text)
-    found = spans["seg"]
-    if not found:
-        return ""
-    complete = [f for f in found if f[2]]
-    start, end, _ = complete[0] if complete else found[0]
-    return text[start:end]
 
 
 class AnswerReward:
@@ -257,7 +244,7 @@ class AnswerReward:
             if g is None:
                 out.append(None)
                 continue
-            letter = parse_response(completion_text(c), options=_options(o)).answer
+            letter = read_answer(completion_text(c), _options(o))
             if letter is None:
                 out.append(self.invalid)
             else:
@@ -282,7 +269,3 @@ def make_rewards(
         DetectionReward(alpha, grid, mask_column, level),
         AnswerReward(correct, wrong, answer_column=answer_column, options_column=options_column),
     ]
-
-
-def _as_float_list(values: Any) -> list[float]:  # used by the integrations
-    return [float(v) for v in np.asarray(values, dtype=np.float64).tolist()]

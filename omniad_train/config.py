@@ -97,7 +97,7 @@ def parse_recipe(training_cls: type, argv: Sequence[str] | None = None) -> tuple
         return tuple(parser.parse_args_and_config(args))  # type: ignore[return-value]
     except ValueError as exc:
         msg = str(exc)
-        if "divisible by num_generations" in msg or "num_generations" in msg:
+        if "num_generations" in msg:
             raise RecipeError(
                 f"{msg} Fix: make per_device_train_batch_size x number of processes x "
                 "steps_per_generation (or generation_batch_size) a multiple of num_generations."

@@ -95,6 +95,7 @@ def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
 
 def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> DemoResult:
     """Run every step (skipping finished ones) and write ``out/report.md``."""
+    import torch
     from trl import GRPOConfig, ModelConfig, SFTConfig
 
     from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
@@ -103,8 +104,6 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
     from omniad_train.data import prepare
     from omniad_train.evaluation import run_detection, run_mmad
     from omniad_train.synthetic import generate
-
-    import torch
 
     # The demo model is tiny: its matrices are too small for threads to pay off, and on a
     # 2-core machine two threads ran SFT 3x slower than one (8 steps: 38 s vs 12 s).

@@ -65,3 +65,31 @@ def memorize(
         if all(g.response.strip() == target for g in got):
             return
     pytest.fail("the tiny model did not learn its fixed response")
+
+
+def memorized_checkpoint(
+    tmp_path_factory: Any,
+    target: str,
+    prompts: Sequence[tuple[Any, Any, Any, Any]],
+    *,
+    system_prompt: str,
+    probes: Sequence[tuple[Any, Any, Any, Any]] = (),
+) -> Any:
+    """Build the tiny test model, :func:`memorize` ``target`` and save a checkpoint the
+    Inspector loads (safetensors, processor, ``omniad.json`` with 56-px images)."""
+    from omniad_core import save_spec
+    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl, load_tiny
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # faster for a tiny model on a small machine, and deterministic
+    try:
+        path = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model", TinyConfig.test())
+        model, processor = load_tiny(path)
+        memorize(model, processor, target, prompts, system_prompt=system_prompt, probes=probes)
+        out = tmp_path_factory.mktemp("memorized") / "ckpt"
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        save_spec(out, grid=24, image_size=56, system_prompt=system_prompt)
+        return out
+    finally:
+        torch.set_num_threads(threads)

@@ -23,12 +23,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from memorize import memorize  # noqa: E402
+from memorize import memorized_checkpoint  # noqa: E402
 
 import textmask  # noqa: E402
-from omniad_core import Inspector, save_spec  # noqa: E402
+from omniad_core import Inspector  # noqa: E402
 from omniad_core.metrics import DetectionMeter  # noqa: E402
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl, load_tiny  # noqa: E402
 from omniad_train.evaluation import (  # noqa: E402
     IncompleteRunError,
     RunConfigError,
@@ -93,8 +92,9 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def _memorize(model, processor) -> None:
-    """Train until greedy decoding gives TARGET for 0-shot and 1-shot questions alike."""
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A checkpoint answering TARGET to 0-shot and 1-shot questions alike."""
     prompts = [
         (_rgb(40, 60, 0), None, None, None),
         (
@@ -115,19 +115,9 @@ def _memorize(model, processor) -> None:
     ]
     probes = [(_rgb(44, 52, 60 + k), "Which defect?", {"A": "x", "B": "y"}, ref)
               for k, ref in enumerate([None, _rgb(40, 48, 70)])]  # fmt: skip
-    memorize(model, processor, TARGET, prompts, system_prompt=PROMPT, probes=probes)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model", TinyConfig.test())
-    model, processor = load_tiny(path)
-    _memorize(model, processor)
-    out = tmp_path_factory.mktemp("eval_ckpt") / "ckpt"
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    save_spec(out, grid=24, image_size=56, system_prompt=PROMPT)
-    return out
+    return memorized_checkpoint(
+        tmp_path_factory, TARGET, prompts, system_prompt=PROMPT, probes=probes
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from memorize import memorize  # noqa: E402
+from memorize import memorized_checkpoint  # noqa: E402
 
 import textmask  # noqa: E402
 from omniad_core import Inspector, save_spec  # noqa: E402
 from omniad_core.cli import main as cli_main  # noqa: E402
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl, load_tiny  # noqa: E402
+from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 
 TARGET = "<seg>(1, 1)-(1, 2), (3, 0)</seg><think>A spot at the left top.</think><answer>A</answer>"
 RUNS = [(1, 1, 2), (3, 0, 0)]
@@ -32,34 +32,14 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
 
 
-def _memorize(model, processor) -> None:
-    """Train until greedy decoding gives TARGET for our prompts."""
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint answering TARGET to our prompts."""
     prompts = [(_image(h, w, seed), None, None, None) for seed, (h, w) in
                enumerate([(40, 60), (64, 64), (90, 50)])]  # fmt: skip
     # the 1-shot prompt with a custom question is trained too, so the test stays in distribution
     prompts.append((_image(50, 50, 1), "Which defect is it?", ["spot", "crack"], _image(50, 50, 2)))
-    memorize(model, processor, TARGET, prompts, system_prompt=PROMPT)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # faster for a tiny model on a small machine, and deterministic
-    try:
-        return _trained(tmp_path_factory)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _trained(tmp_path_factory):
-    path = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model", TinyConfig.test())
-    model, processor = load_tiny(path)
-    _memorize(model, processor)
-    out = tmp_path_factory.mktemp("trained") / "ckpt"
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    save_spec(out, grid=24, image_size=56, system_prompt=PROMPT)
-    return out
+    return memorized_checkpoint(tmp_path_factory, TARGET, prompts, system_prompt=PROMPT)
 
 
 @pytest.fixture(scope="module")

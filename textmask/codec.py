@@ -28,6 +28,7 @@ __all__ = [
     "decode_batch",
     "encode",
     "encode_batch",
+    "is_canonical",
     "patchify",
     "runs_to_cells",
     "runs_to_text",
@@ -347,6 +348,16 @@ def decode(
         re_, ce = edges(g.rows, g.cols, *pixel_shape)
         out = K.unpatch(cells, re_, ce)
     return (out, rep) if report else out
+
+
+def is_canonical(text: str, grid: GridLike = 24, *, index_base: int | None = None) -> bool:
+    """True when ``decode(text, grid, strict=True)`` would succeed (one strict scan, no error).
+
+    >>> is_canonical("(0, 1)-(0, 2)", 3), is_canonical("(0, 1), (0, 2)", 3), is_canonical("")
+    (True, False, True)
+    """
+    g = Grid.of(grid, index_base=index_base)
+    return K.decode_strict(as_text_bytes(text), g.rows, g.cols, g.index_base)[1] == K.OK
 
 
 def _decode_strict(buf: np.ndarray, text: Any, g: Grid) -> np.ndarray:
