@@ -122,6 +122,10 @@ class TinyConfig:
     sections are derived from it like Qwen's ``[16, 24, 24]`` for head size 128. The vision
     tower always has 14-px patches, a 2x2 merge and 2-frame temporal patches, as Qwen2.5-VL.
     ``min_pixels``/``max_pixels`` bound the resized image area (multiples of 28x28).
+    ``rope_theta`` is the text model's RoPE base. Qwen's 1e6 leaves the height and width
+    sections of a small head with almost no rotation over a few image rows (width's fastest
+    frequency is 1e6 ** (-10/16), about 2e-4 rad per cell for the demo head size), so a
+    small model cannot tell image positions apart; the demo preset uses a small base.
     ``seed`` seeds the weights.
     """
 
@@ -137,6 +141,7 @@ class TinyConfig:
     vocab_size: int = 512
     min_pixels: int = 28 * 28 * 4
     max_pixels: int = 28 * 28 * 16
+    rope_theta: float = 1_000_000.0
     seed: int = 0
 
     @classmethod
@@ -447,7 +452,7 @@ def _model_config(cfg: TinyConfig, tokenizer: Any) -> Any:
         "max_position_embeddings": 32768,
         "rope_parameters": {
             "rope_type": "default",
-            "rope_theta": 1_000_000.0,
+            "rope_theta": float(cfg.rope_theta),
             "mrope_section": cfg.mrope_section,
         },
         "bos_token_id": ids["<|endoftext|>"],

@@ -62,6 +62,13 @@ class OmniADScriptArguments:
     image_size: int = field(
         default=512, metadata={"help": "Image side; must equal the prepared data's image size."}
     )
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the vision tower's patch embedding and blocks or keep them fixed "
+            "(the merger that projects into the language model always trains)."
+        },
+    )
     alpha: float = field(default=2.0, metadata={"help": "Detection reward: alpha * F1 (paper: 2)."})
     answer_correct: float = field(default=1.0, metadata={"help": "Answer reward when right."})
     answer_wrong: float = field(default=0.1, metadata={"help": "Answer reward when wrong."})

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoPlan", "demo_main", "plot_curves", "run_demo"]
+__all__ = ["DemoPlan", "demo_main", "mean_detection_reward", "plot_curves", "run_demo"]
 
 STAGES = ("untrained", "sft", "sft+grpo")
 
@@ -31,6 +31,7 @@ class DemoPlan:
     """Sizes of a demo run; :meth:`quick` and :meth:`full` are the two presets."""
 
     image_size: int = 112
+    grid: int = 24
     train_good: int = 8
     train_defects: int = 6
     test_good: int = 2
@@ -136,7 +137,7 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
     prepared = out / "prepared"
     _say("2/6 preparing SFT and GRPO datasets")
     prepare(prepared, mmad_json=train_root / "mmad.json", image_root=train_root,
-            mvtec_root=train_root / "synth_train", image_size=plan.image_size, grid=24,
+            mvtec_root=train_root / "synth_train", image_size=plan.image_size, grid=plan.grid,
             seed=plan.seed, verbose=False)  # fmt: skip
     seconds["prepare"] = time.perf_counter() - t
 
@@ -144,7 +145,7 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
     if not (models["untrained"] / "model.safetensors").is_file():
         _say("3/6 building the demo model")
         build_tiny_qwen2_5_vl(models["untrained"], TinyConfig.demo(seed=plan.seed))
-    script = OmniADScriptArguments(dataset_path=str(prepared), grid=24, image_size=plan.image_size)
+    script = OmniADScriptArguments(dataset_path=str(prepared), grid=plan.grid, image_size=plan.image_size)
 
     t = time.perf_counter()
     if not _done(models["sft"]):
@@ -179,11 +180,12 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
         _say(f"6/6 evaluating the {stage} model")
         ev = out / "eval" / stage.replace("+", "_")
         kw = {"batch_size": plan.batch, "max_new_tokens": plan.max_new_tokens,
-              "image_size": plan.image_size, "grid": 24, "progress": True}  # fmt: skip
+              "image_size": plan.image_size, "grid": plan.grid, "progress": True}  # fmt: skip
         det = run_detection(path, test_root / "synth", ev / "detection", save_masks=2, **kw)
         mm = run_mmad(path, test_root / "mmad.json", test_root, ev / "mmad",
                       limit=plan.mmad_limit, **kw)  # fmt: skip
         metrics[stage] = _summary(det.report or {}, mm.report or {})
+        metrics[stage].update(mean_detection_reward(det.results))
     seconds["evaluate"] = time.perf_counter() - t
 
     report = _write_report(out, plan, metrics, seconds, models)
@@ -203,6 +205,26 @@ def _score(m: dict[str, float]) -> float:
 
 def _overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return next((r for r in rows if r.get("scope") == "overall"), {})
+
+
+def mean_detection_reward(results: Path, alpha: float = 2.0) -> dict[str, float]:
+    """GRPO's detection reward R_det averaged over the images of a detection run.
+
+    Per image, from the pixel counts the runner stores: 1 when the truth and the
+    prediction are both empty, 0 when only the truth is, else ``alpha * F1`` (so 0 to 2).
+    An unreadable seg counts as an empty prediction, as in training.
+    """
+    values = []
+    for line in Path(results).read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("status") != "ok" or rec.get("pixel") is None:
+            continue
+        tp, fp, fn, _ = rec["pixel"]
+        if tp + fn == 0:
+            values.append(1.0 if tp + fp == 0 else 0.0)
+        else:
+            values.append(alpha * 2 * tp / (2 * tp + fp + fn))
+    return {"detection: mean R_det (0-2)": sum(values) / len(values)} if values else {}
 
 
 def _summary(det: dict[str, Any], mm: dict[str, Any]) -> dict[str, float]:

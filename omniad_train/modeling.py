@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,10 @@ from typing import Any
 from omniad_core.inspector import save_spec
 from omniad_core.prompts import SYSTEM_PROMPT
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "freeze_vision_tower",
     "last_checkpoint",
     "load_model_and_processor",
     "load_splits",
@@ -152,6 +156,26 @@ def load_splits(script_args: Any, folder: Path, columns: Any = None) -> tuple[An
     return train, evaluation
 
 
+def freeze_vision_tower(model: Any) -> int:
+    """Fix the vision tower's weights except its merger; return how many were frozen.
+
+    Raises ``ValueError`` for a model without a Qwen-style ``visual`` tower.
+    """
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is None:
+        raise ValueError(
+            f"freeze_vision_tower: {type(model).__name__} has no `visual` tower; "
+            "set freeze_vision_tower: false for this model"
+        )
+    frozen = 0
+    for name, param in visual.named_parameters():
+        if not name.startswith("merger."):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    log.info("froze %d vision-tower weights (the merger trains)", frozen)
+    return frozen
+
+
 def train_and_save(
     trainer_cls: Any,
     script_args: Any,
@@ -168,6 +192,8 @@ def train_and_save(
     model, processor = load_model_and_processor(
         model_args, training_args, training_args.trust_remote_code
     )
+    if getattr(script_args, "freeze_vision_tower", False):
+        freeze_vision_tower(model)
     trainer = trainer_cls(
         model=model,
         args=training_args,

@@ -29,6 +29,7 @@ from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 from omniad_train import grpo, sft  # noqa: E402
 from omniad_train.config import RecipeError, parse_recipe  # noqa: E402
 from omniad_train.data.prepare import prepare  # noqa: E402
+from omniad_train.modeling import freeze_vision_tower  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "omniad_train" / "recipes"
@@ -124,6 +125,25 @@ def test_sft_trains_saves_and_loads_in_the_inspector(data, model, tmp_path):
     assert insp.image_size == 56
     result = insp.analyze(np.zeros((40, 50, 3), np.uint8))
     assert result.mask.shape == (40, 50)
+
+
+def test_freeze_vision_tower_trains_only_the_merger_of_the_tower(data, model, tmp_path):
+    out = tmp_path / "frozen"
+    before = load_file(str(model / "model.safetensors"))
+    args = _sft_args(data, model, out, "--max_steps", "2", "--freeze_vision_tower", "true")
+    sft.main(*parse_recipe(SFTConfig, args))
+    after = load_file(str(out / "model.safetensors"))
+    tower = [k for k in before if ".visual." in f".{k}"]
+    fixed = [k for k in tower if ".merger." not in k]
+    assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
+    assert any(not torch.equal(before[k], after[k]) for k in tower if ".merger." in k)
+    text = [k for k in before if k not in tower]
+    assert any(not torch.equal(before[k], after[k]) for k in text)
+
+
+def test_freeze_vision_tower_names_a_model_without_a_tower():
+    with pytest.raises(ValueError, match="no `visual` tower"):
+        freeze_vision_tower(torch.nn.Linear(2, 2))
 
 
 def test_sft_with_lora_saves_adapter_and_merged_model(data, model, tmp_path):
