@@ -126,6 +126,9 @@ class TinyConfig:
     sections of a small head with almost no rotation over a few image rows (width's fastest
     frequency is 1e6 ** (-10/16), about 2e-4 rad per cell for the demo head size), so a
     small model cannot tell image positions apart; the demo preset uses a small base.
+    ``vision_window_attention`` keeps Qwen's layout (windowed vision blocks, the last one
+    global); ``False`` makes every vision block global, so each patch sees the whole
+    image (cheap at demo sizes, and it lets a tower trained from scratch find where it is).
     ``seed`` seeds the weights.
     """
 
@@ -138,6 +141,7 @@ class TinyConfig:
     vision_hidden_size: int = 32
     vision_intermediate_size: int = 64
     vision_num_heads: int = 4
+    vision_window_attention: bool = True
     vocab_size: int = 512
     min_pixels: int = 28 * 28 * 4
     max_pixels: int = 28 * 28 * 16
@@ -153,8 +157,10 @@ class TinyConfig:
     def demo(cls, **overrides: Any) -> TinyConfig:
         """A preset that can learn a small task on a CPU (about 1.7M parameters, 7 MB).
 
-        ``max_pixels`` keeps a 336x336 image at full size: 24x24 patches of 14 px, one per
-        cell of OmniAD's 24x24 grid (144 image tokens after the 2x2 merge).
+        ``max_pixels`` keeps images up to 336x336 at full size (the demo uses 224x224:
+        8x8 image tokens after the 2x2 merge, one per cell of an 8x8 grid). RoPE base 10
+        and global attention in every vision block let a model trained from scratch
+        tell image positions apart (see the class docstring).
         """
         base = cls(
             hidden_size=128,
@@ -169,6 +175,8 @@ class TinyConfig:
             vocab_size=1024,
             min_pixels=28 * 28 * 4,
             max_pixels=28 * 28 * 144,
+            rope_theta=10.0,
+            vision_window_attention=False,
         )
         return dataclasses.replace(base, **overrides)
 
@@ -470,7 +478,9 @@ def _model_config(cfg: TinyConfig, tokenizer: Any) -> Any:
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "window_size": 112,
-        "fullatt_block_indexes": [cfg.vision_depth - 1],
+        "fullatt_block_indexes": (
+            [cfg.vision_depth - 1] if cfg.vision_window_attention else list(range(cfg.vision_depth))
+        ),
     }
     return Qwen2_5_VLConfig(
         text_config=text_config,

@@ -6,17 +6,19 @@ import json
 
 import pytest
 
+import textmask
+
 pytest.importorskip("trl")
 
 from omniad_core.cli import main as omniad_main
-from omniad_train.demo import STAGES, DemoPlan, plot_curves, run_demo
+from omniad_train.demo import STAGES, DemoPlan, export_model, plot_curves, run_demo
 
 pytestmark = pytest.mark.slow
 
 
 def test_smallest_demo_runs_to_its_report_and_resumes(tmp_path):
-    plan = DemoPlan.quick(sft_steps=4, grpo_steps=1, mmad_limit=6, max_new_tokens=24,
-                          categories=("fabric",))  # fmt: skip
+    plan = DemoPlan.quick(vision_steps=3, sft_steps=4, grpo_steps=1, grpo_batch=4,
+                          mmad_limit=6, max_new_tokens=24, categories=("fabric",))  # fmt: skip
     result = run_demo(tmp_path / "demo", plan)
     report = result.report.read_text()
     assert "| metric | untrained | sft | sft+grpo |" in report
@@ -27,9 +29,17 @@ def test_smallest_demo_runs_to_its_report_and_resumes(tmp_path):
     assert set(data["metrics"]) == set(STAGES)
     assert (result.best_model / "model.safetensors").is_file()
     assert (result.best_model / "omniad.json").is_file()
+    exported = export_model(result, tmp_path / "export")
+    assert (exported / "model.safetensors").is_file() and (exported / "omniad.json").is_file()
+    assert json.loads((exported / "demo_plan.json").read_text())["categories"] == ["fabric"]
+    assert "omniad demo" in (exported / "README.md").read_text()
+    from omniad_core import Inspector
+
+    assert Inspector.from_pretrained(exported).grid == textmask.Grid(8, 8)
     # a second run skips the finished training steps
     again = run_demo(tmp_path / "demo", plan)
     assert again.seconds["sft"] < 1.0 and again.seconds["grpo"] < 1.0
+    assert again.seconds["vision"] < 1.0
 
 
 def test_plot_curves_draws_named_series(tmp_path):
