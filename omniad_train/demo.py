@@ -79,7 +79,8 @@ class DemoPlan:
         """About 2 minutes: fewer images and steps (the numbers mean little)."""
         base = {
             "train_good": 4, "train_defects": 3, "test_good": 1, "test_defects": 1,
-            "vision_steps": 100, "sft_steps": 60, "grpo_steps": 2, "generations": 4, "grpo_batch": 8,
+            "vision_steps": 60, "sft_steps": 100, "sft_lr": 3e-3, "grpo_steps": 2, "generations": 4,
+            "grpo_batch": 8,
             "max_new_tokens": 160, "mmad_limit": 24, "categories": ("fabric", "tile"),
         }  # fmt: skip
         base.update(kw)
@@ -200,7 +201,10 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
 
     t = time.perf_counter()
     if not _done(models["sft+grpo"]):
-        _say(f"6/7 GRPO, {plan.grpo_steps} steps x {plan.batch} completions")
+        _say(
+            f"6/7 GRPO, {plan.grpo_steps} steps x {plan.grpo_batch // plan.generations} "
+            f"prompts x {plan.generations} completions"
+        )
         trainer = grpo.main(
             script,
             _train_args(GRPOConfig, models["sft+grpo"], plan, max_steps=plan.grpo_steps,
@@ -223,7 +227,7 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
         ev = out / "eval" / stage.replace("+", "_")
         kw = {"batch_size": plan.batch, "max_new_tokens": plan.max_new_tokens,
               "image_size": plan.image_size, "grid": plan.grid, "progress": True}  # fmt: skip
-        det = run_detection(path, test_root / "synth", ev / "detection", save_masks=2, **kw)
+        det = run_detection(path, test_root / "synth", ev / "detection", save_masks=8, **kw)
         mm = run_mmad(path, test_root / "mmad.json", test_root, ev / "mmad",
                       limit=plan.mmad_limit, **kw)  # fmt: skip
         metrics[stage] = _summary(det.report or {}, mm.report or {})
@@ -336,6 +340,34 @@ def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, title:
     return path
 
 
+def pick_overlays(paths: Sequence[Path], n: int = 6) -> list[Path]:
+    """Up to ``n`` overlays (``<category>/<defect>_<i>_overlay.png``), as many defect
+    types and categories as possible: round-robin over categories, each time the first
+    overlay of a defect type not shown yet (then any not shown yet).
+
+    >>> ps = [Path(f"{c}/{d}_00{i}_overlay.png") for c in "ab" for d in ("hole", "stain")
+    ...       for i in (0, 1)]
+    >>> [f"{p.parent}/{p.name[:-12]}" for p in pick_overlays(ps, 3)]
+    ['a/hole_000', 'b/stain_000', 'a/hole_001']
+    """
+    by_cat: dict[str, list[Path]] = {}
+    for p in paths:
+        by_cat.setdefault(p.parent.name, []).append(p)
+    chosen: list[Path] = []
+    types: set[str] = set()
+    while len(chosen) < n and any(by_cat.values()):
+        for cat in list(by_cat):
+            left = by_cat[cat]
+            if not left or len(chosen) == n:
+                continue
+            new = [p for p in left if p.name.rsplit("_", 2)[0] not in types]
+            p = (new or left)[0]
+            left.remove(p)
+            types.add(p.name.rsplit("_", 2)[0])
+            chosen.append(p)
+    return chosen
+
+
 def _fmt(row: str, v: float | None) -> str:
     if v is None or v != v:  # missing, or NaN (no question of that type)
         return "-"
@@ -349,7 +381,11 @@ def _write_report(
     seconds: dict[str, float],
     models: dict[str, Path],
 ) -> Path:
-    rows = list(dict.fromkeys(k for s in STAGES for k in metrics.get(s, {})))
+    rows = [  # a question type with no questions in this run is left out
+        k
+        for k in dict.fromkeys(k for s in STAGES for k in metrics.get(s, {}))
+        if any(_fmt(k, metrics.get(s, {}).get(k)) != "-" for s in STAGES)
+    ]
     lines = [
         "# OmniAD demo on synthetic defects",
         "",
@@ -378,7 +414,9 @@ def _write_report(
         series["total"] = [(h["step"], h["reward"]) for h in hist if "reward" in h]
         plot_curves(series, out / "grpo_rewards.png", "GRPO rewards (mean over completions)")
         lines += ["", "## GRPO rewards during training", "", "![GRPO rewards](grpo_rewards.png)"]
-    overlays = sorted((out / "eval" / "sft_grpo" / "detection").rglob("*overlay*.png"))[:6]
+    overlays = pick_overlays(
+        sorted((out / "eval" / "sft_grpo" / "detection").rglob("*_overlay.png"))
+    )
     if overlays:
         (out / "overlays").mkdir(exist_ok=True)
         lines += ["", "## Predicted masks of the SFT+GRPO model (held-out images)", ""]
@@ -422,7 +460,11 @@ def export_model(result: DemoResult, dest: str | Path) -> Path:
     plan["categories"] = list(plan["categories"] or CATEGORIES)
     (dest / "demo_plan.json").write_text(json.dumps(plan, indent=1) + "\n")
     stage = next(k for k, v in {"sft": "sft", "sft+grpo": "grpo"}.items() if src.name == v)
-    rows = "\n".join(f"| {k} | {_fmt(k, v)} |" for k, v in result.metrics.get(stage, {}).items())
+    rows = "\n".join(
+        f"| {k} | {_fmt(k, v)} |"
+        for k, v in result.metrics.get(stage, {}).items()
+        if _fmt(k, v) != "-"
+    )
     (dest / "README.md").write_text(
         "# OmniAD demo model\n\n"
         "A 1.7M-parameter Qwen2.5-VL built offline and trained by `omniad demo` on "
