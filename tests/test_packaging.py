@@ -106,3 +106,16 @@ def test_codec_suite_passes_without_jit():
     tail = out.stdout[-3000:]
     assert out.returncode == 0, tail + out.stderr[-3000:]
     assert re.search(r"\d+ passed", tail) and " failed" not in tail
+
+
+def test_package_data_ships_every_file_of_the_embedded_model():
+    import fnmatch
+
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["omniad_core"]
+    files = [p.name for p in (ROOT / "omniad_core" / "demo_model").iterdir() if p.is_file()]
+    assert "model.safetensors" in files
+    missing = [f for f in files if not any(fnmatch.fnmatch(f"demo_model/{f}", g) for g in globs)]
+    assert not missing, f"add package-data globs for {missing} in pyproject.toml"
