@@ -23,6 +23,7 @@ This is for models built from scratch; do not run it on a pretrained Qwen2.5-VL.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ def pretrain_vision(
         AdamW steps over random batches of distinct training images.
     held_out
         Fraction of the images kept out of training to report position accuracy and
-        defect F1 (of the discarded heads) in ``vision_pretrain.json``.
+        defect F1 (of the discarded heads) in ``vision_pretrain.json`` (null there, and
+        NaN in the result, when 10 or fewer images leave none to hold out).
     max_images
         Use at most this many distinct images (they are held in memory; the demo's
         545 images at 224 px take about 80 MB).
@@ -228,8 +230,9 @@ def pretrain_vision(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    for extra in Path(model_path).glob("*.md"):
-        (out / extra.name).write_text(extra.read_text())
+    for name in ("omniad.json", "README.md"):  # keep the spec and card of the input
+        if (Path(model_path) / name).is_file() and Path(model_path).resolve() != out.resolve():
+            shutil.copyfile(Path(model_path) / name, out / name)
     result = VisionPretrainResult(
         out_dir=out,
         steps=steps,
@@ -238,7 +241,8 @@ def pretrain_vision(
         defect_f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
         seconds=time.perf_counter() - t0,
     )
-    info = {**asdict(result), "out_dir": str(out), "learning_rate": learning_rate,
+    info = {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(result).items()}
+    info = {**info, "out_dir": str(out), "learning_rate": learning_rate,
             "batch_size": batch_size, "held_out_images": len(test), "seed": seed}  # fmt: skip
     (out / "vision_pretrain.json").write_text(json.dumps(info, indent=1) + "\n")
     return result
