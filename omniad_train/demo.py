@@ -94,6 +94,7 @@ class DemoResult:
     out_dir: Path
     report: Path
     best_model: Path
+    best_stage: str
     plan: DemoPlan = field(default_factory=DemoPlan)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -237,7 +238,7 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
     report = _write_report(out, plan, metrics, seconds, models)
     best = max(("sft", "sft+grpo"), key=lambda s: _score(metrics[s]))
     _say(f"report: {report}")
-    return DemoResult(out, report, models[best], plan, metrics, seconds)
+    return DemoResult(out, report, models[best], best, plan, metrics, seconds)
 
 
 def _score(m: dict[str, float]) -> float:
@@ -258,18 +259,16 @@ def mean_detection_reward(results: Path, alpha: float = 2.0) -> dict[str, float]
 
     Per image, from the pixel counts the runner stores: 1 when the truth and the
     prediction are both empty, 0 when only the truth is, else ``alpha * F1`` (so 0 to 2).
-    An unreadable seg counts as an empty prediction, as in training.
+    An unreadable seg counts as an empty prediction, as in training. Computed with
+    :meth:`textmask.Scores.reward`, exact for images at least as large as the grid.
     """
+    from textmask import Scores
+
     values = []
     for line in Path(results).read_text().splitlines():
         rec = json.loads(line)
-        if rec.get("status") != "ok" or rec.get("pixel") is None:
-            continue
-        tp, fp, fn, _ = rec["pixel"]
-        if tp + fn == 0:
-            values.append(1.0 if tp + fp == 0 else 0.0)
-        else:
-            values.append(alpha * 2 * tp / (2 * tp + fp + fn))
+        if rec.get("status") == "ok" and rec.get("pixel") is not None:
+            values.append(Scores(*rec["pixel"]).reward(alpha))
     return {"detection: mean R_det (0-2)": sum(values) / len(values)} if values else {}
 
 
@@ -368,6 +367,13 @@ def pick_overlays(paths: Sequence[Path], n: int = 6) -> list[Path]:
     return chosen
 
 
+def _rows_with_values(metrics: dict[str, dict[str, float]], stages: Sequence[str]) -> list[str]:
+    """Metric names in first-seen order, leaving out those no stage has a value for (a
+    question type with no questions in the run)."""
+    names = dict.fromkeys(k for st in stages for k in metrics.get(st, {}))
+    return [k for k in names if any(_fmt(k, metrics.get(st, {}).get(k)) != "-" for st in stages)]
+
+
 def _fmt(row: str, v: float | None) -> str:
     if v is None or v != v:  # missing, or NaN (no question of that type)
         return "-"
@@ -381,11 +387,7 @@ def _write_report(
     seconds: dict[str, float],
     models: dict[str, Path],
 ) -> Path:
-    rows = [  # a question type with no questions in this run is left out
-        k
-        for k in dict.fromkeys(k for s in STAGES for k in metrics.get(s, {}))
-        if any(_fmt(k, metrics.get(s, {}).get(k)) != "-" for s in STAGES)
-    ]
+    rows = _rows_with_values(metrics, STAGES)
     lines = [
         "# OmniAD demo on synthetic defects",
         "",
@@ -459,11 +461,10 @@ def export_model(result: DemoResult, dest: str | Path) -> Path:
     plan = dict(result.plan.__dict__)
     plan["categories"] = list(plan["categories"] or CATEGORIES)
     (dest / "demo_plan.json").write_text(json.dumps(plan, indent=1) + "\n")
-    stage = next(k for k, v in {"sft": "sft", "sft+grpo": "grpo"}.items() if src.name == v)
+    stage = result.best_stage
     rows = "\n".join(
-        f"| {k} | {_fmt(k, v)} |"
-        for k, v in result.metrics.get(stage, {}).items()
-        if _fmt(k, v) != "-"
+        f"| {k} | {_fmt(k, result.metrics[stage][k])} |"
+        for k in _rows_with_values(result.metrics, [stage])
     )
     (dest / "README.md").write_text(
         "# OmniAD demo model\n\n"

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from textmask import Scores
+
 __all__ = ["VisionPretrainResult", "pretrain_vision", "token_labels"]
 
 
@@ -163,13 +165,14 @@ def pretrain_vision(
         grids = [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"]]
         return list(out.split([r * c for r, c in grids])), grids
 
-    _, (grid,) = encode([train[0][0]])
-    rows, cols = grid
+    # the token grid of one image, from the processor alone (no forward pass)
+    _, h, w = processor.image_processor(images=[train[0][0]], return_tensors="pt")[
+        "image_grid_thw"
+    ][0]
+    grid = rows, cols = int(h) // merge, int(w) // merge
     defect_head = torch.nn.Linear(width, 1)
     position_head = torch.nn.Linear(width, rows + cols)
     params = [*visual.parameters(), *defect_head.parameters(), *position_head.parameters()]
-    for p in visual.parameters():
-        p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.03)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.05
@@ -238,7 +241,7 @@ def pretrain_vision(
         steps=steps,
         images=len(train),
         position_accuracy=pos_ok / pos_n if pos_n else float("nan"),
-        defect_f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
+        defect_f1=Scores(tp, fp, fn, 0).f1 if test else float("nan"),
         seconds=time.perf_counter() - t0,
     )
     info = {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(result).items()}

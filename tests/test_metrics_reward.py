@@ -134,6 +134,10 @@ def test_detection_reward_matches_ref(gt, rc, level, threshold, ib, alpha, data)
     assert tm.detection_reward(text, gt, g, alpha=alpha, level=level) == _approx(want)
     if alpha == 2.0:
         assert tm.detection_reward(text, gt, g, level=level) == _approx(want)
+    # the reward of the confusion counts (what evaluation runs store) is the same when
+    # every cell covers a pixel (see Scores.reward for the smaller-mask case)
+    if gt.shape[0] >= rows and gt.shape[1] >= cols:
+        assert tm.score(text, gt, g, level=level).reward(alpha) == _approx(want)
 
 
 @settings(deadline=None, max_examples=ex(60))
@@ -303,3 +307,4 @@ def test_empty_gt_with_predicted_cell_covering_no_pixel():
     assert tm.detection_reward("(0, 0)", gt) == 0.0
     assert tm.GroundTruth(gt).reward("(0, 0)") == 0.0
     assert tm.detection_rewards(["(0, 0)"], [gt]).tolist() == [0.0]
+    assert tm.score("(0, 0)", gt).reward() == 1.0  # counts alone cannot see that cell

@@ -86,7 +86,8 @@ def model(tmp_path_factory) -> Path:
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("model") / "tiny", TinyConfig.test())
 
 
-def _sft_args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+def _args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    """Recipe arguments every training test shares, then ``extra``."""
     return [
         "--model_name_or_path",
         str(model),
@@ -96,15 +97,14 @@ def _sft_args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
         "56",
         "--output_dir",
         str(out),
-        "--per_device_train_batch_size",
-        "2",
-        "--learning_rate",
-        "5e-3",
-        "--max_length",
-        "1024",
         *CPU,
         *extra,
     ]
+
+
+def _sft_args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    sft_only = ["--per_device_train_batch_size", "2", "--learning_rate", "5e-3"]
+    return _args(data, model, out, *sft_only, "--max_length", "1024", *extra)
 
 
 def test_sft_trains_saves_and_loads_in_the_inspector(data, model, tmp_path):
@@ -216,25 +216,8 @@ def test_grpo_calls_every_reward_with_its_columns_and_logs_them(data, model, tmp
         return call
 
     funcs = [recording(r) for r in make_rewards(alpha=2.0, grid=24)]
-    args = [
-        "--model_name_or_path",
-        str(model),
-        "--dataset_path",
-        str(data),
-        "--image_size",
-        "56",
-        "--output_dir",
-        str(tmp_path / "grpo"),
-        "--max_steps",
-        "2",
-        "--num_generations",
-        "2",
-        "--per_device_train_batch_size",
-        "4",
-        "--max_completion_length",
-        "16",
-        *CPU,
-    ]
+    args = _args(data, model, tmp_path / "grpo", "--max_steps", "2", "--num_generations", "2",
+                 "--per_device_train_batch_size", "4", "--max_completion_length", "16")  # fmt: skip
     trainer = grpo.main(*parse_recipe(GRPOConfig, args), reward_funcs=funcs)
     assert set(seen) == {"format_reward", "detection_reward", "answer_reward"}
     for cols in seen.values():
@@ -346,21 +329,8 @@ def test_missing_reward_column_is_named(data, tmp_path):
         (broken / f).write_text((data / f).read_text())
     ds = load_from_disk(str(data / "grpo"))
     ds.remove_columns(["mask"]).save_to_disk(str(broken / "grpo"))
-    args = [
-        "--model_name_or_path",
-        str(tmp_path / "none"),
-        "--dataset_path",
-        str(broken),
-        "--image_size",
-        "56",
-        "--output_dir",
-        str(tmp_path / "o"),
-        "--num_generations",
-        "2",
-        "--per_device_train_batch_size",
-        "2",
-        *CPU,
-    ]
+    args = _args(broken, tmp_path / "none", tmp_path / "o", "--num_generations", "2",
+                 "--per_device_train_batch_size", "2")  # fmt: skip
     with pytest.raises(RecipeError, match=r"\['mask'\]"):
         grpo.main(*parse_recipe(GRPOConfig, args))
 

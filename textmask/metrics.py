@@ -52,6 +52,22 @@ class Scores:
         d = self.tp + self.fp + self.fn
         return 1.0 if d == 0 else self.tp / d
 
+    def reward(self, alpha: float = 2.0) -> float:
+        """The detection reward these counts earn: 1 when truth and prediction are both
+        empty, 0 when only the truth is, else ``alpha * F1`` (as :func:`detection_reward`).
+
+        Equal to :func:`detection_reward` whenever every grid cell covers a pixel (mask
+        sides at least the grid's). On a smaller mask a prediction may name only cells
+        covering no pixel: it is non-empty (reward 0 against an empty truth) but has no
+        counts, so these counts read it as empty (1); use :func:`detection_reward` there.
+
+        >>> Scores(0, 0, 0, 9).reward(), Scores(0, 3, 0, 6).reward(), Scores(2, 1, 1, 5).reward()
+        (1.0, 0.0, 1.3333333333333333)
+        """
+        if self.tp + self.fn == 0:
+            return 1.0 if self.fp == 0 else 0.0
+        return _alpha(alpha) * self.f1
+
 
 class GroundTruth:
     """A ground-truth mask prepared for fast, exact scoring of many predictions.
