@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import doctest
+import importlib
 import json
 import math
 import os
@@ -34,9 +35,14 @@ from omniad_core.metrics import (
     normalize_question_type,
     optimal_threshold,
     pr_curve,
+    thresholds,
 )
 
-MODULE = Path(M.__file__)
+PACKAGE = Path(M.__file__).parent
+SUBMODULES = [
+    importlib.import_module(f"omniad_core.metrics.{f.stem}")
+    for f in sorted(PACKAGE.glob("[!_]*.py"))
+]
 
 
 def approx(x):
@@ -50,20 +56,23 @@ def sk_f1(y, p) -> float:
 
 # --------------------------------------------------------------------------- module
 def test_doctests_run():
-    res = doctest.testmod(M, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 20
-    assert res.failed == 0
+    attempted = 0
+    for mod in [M, *SUBMODULES]:
+        res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert res.failed == 0, mod.__name__
+        attempted += res.attempted
+    assert len(SUBMODULES) == 4
+    assert attempted > 20
 
 
-def test_module_imports_only_numpy_and_stdlib():
-    tree = ast.parse(MODULE.read_text())
+def test_package_imports_only_numpy_and_stdlib():
     names = set()
-    for node in tree.body:
+    for node in (n for f in PACKAGE.glob("*.py") for n in ast.parse(f.read_text()).body):
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
-    third_party = names - set(sys.stdlib_module_names) - {"__future__"}
+    third_party = names - set(sys.stdlib_module_names) - {"__future__", "omniad_core"}
     assert third_party == {"numpy"}
 
 
@@ -79,12 +88,15 @@ def test_import_does_not_load_torch_or_sklearn():
 
 
 def test_all_is_complete():
-    public = {
-        n
-        for n in dir(M)
-        if not n.startswith("_") and getattr(getattr(M, n), "__module__", None) == M.__name__
-    }
-    assert set(M.__all__) >= public - {"Unanswerable"}
+    for mod in SUBMODULES:
+        public = {
+            n
+            for n in dir(mod)
+            if not n.startswith("_")
+            and getattr(getattr(mod, n), "__module__", None) == mod.__name__
+        }
+        assert set(mod.__all__) >= public, mod.__name__
+        assert set(M.__all__) >= set(mod.__all__) - {"confusion_from"}, mod.__name__
     assert all(hasattr(M, n) for n in M.__all__)
 
 
@@ -816,8 +828,8 @@ def test_counts_at_wider_thresholds_are_exact(values, dtype):
         [wide, np.nextafter(wide, np.inf), np.nextafter(wide, -np.inf), [1e39, -1e39, np.inf]]
     )
     want = [(wide >= x).sum() for x in t]
-    assert M._at_least(a, t).tolist() == want
-    assert [int(M._at_least(a, np.float64(x))) for x in t] == want
+    assert thresholds._at_least(a, t).tolist() == want
+    assert [int(thresholds._at_least(a, np.float64(x))) for x in t] == want
 
 
 def test_optimal_threshold_errors():
