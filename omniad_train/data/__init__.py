@@ -24,9 +24,11 @@ from omniad_train.data.reasoning import (
 from omniad_train.data.records import MaskInfo, Record, Reject, make_record
 from omniad_train.data.sources import (
     IMAGE_SUFFIXES,
+    defect_mask_problem,
     find_mvtec_mask,
     iter_mmad,
     iter_mvtec,
+    mask_from_array,
     read_mask,
 )
 
@@ -41,6 +43,7 @@ __all__ = [
     "Record",
     "Reject",
     "build_parser",
+    "defect_mask_problem",
     "describe_mask",
     "features",
     "find_mvtec_mask",
@@ -49,6 +52,7 @@ __all__ = [
     "iter_mvtec",
     "location_question",
     "make_record",
+    "mask_from_array",
     "prepare",
     "prepare_main",
     "read_mask",

@@ -41,6 +41,8 @@ __all__ = ["ImageEntry", "MaskEntry", "RecordLog", "WorkCache", "digest", "finge
 
 #: Bump when the resizing changes: cached images made the old way are redone.
 RESIZE_VERSION = "bicubic/1"
+#: Bump when reading masks changes (2: raw values, floats > 0, NaN and 16-bit colour refused).
+MASK_VERSION = "raw/2"
 
 
 def digest(*parts: Any) -> str:
@@ -149,7 +151,7 @@ class WorkCache:
 
     def mask(self, source: str) -> MaskEntry:
         """The united mask of ``source`` (a file or a folder) and its description."""
-        key = digest("mask", fingerprint(source))
+        key = digest("mask", fingerprint(source), MASK_VERSION)
         png, meta = self.masks / f"{key}.png", self.masks / f"{key}.json"
         if meta.is_file() and png.is_file():
             return MaskEntry(key, png, MaskInfo.model_validate_json(meta.read_text()))

@@ -61,6 +61,8 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
                      help="MVTec-style folder <category>/{train/good,test/<defect>,ground_truth/<defect>}; repeatable")  # fmt: skip
     src.add_argument("--jsonl", type=Path, action="append",
                      help="generic JSONL of records (see docs/data.md); repeatable")  # fmt: skip
+    src.add_argument("--allow_outside_root", action="store_true",
+                     help="JSONL lines may name absolute paths and paths outside the JSONL file's folder (default: such lines are rejected)")  # fmt: skip
     fmt = p.add_argument_group("format")
     fmt.add_argument("--grid", type=_grid, default=24, help="textmask grid, N or RxC (default 24)")
     fmt.add_argument(
@@ -130,6 +132,7 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             location_questions=not args.no_location_questions,
             max_records=args.max_records,
+            allow_outside_root=args.allow_outside_root,
             overwrite=args.overwrite,
             verbose=not args.quiet,
         )

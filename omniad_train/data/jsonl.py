@@ -11,7 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from omniad_train.data.records import Record, Reject, make_record
+from omniad_train.data.paths import path_problem, real_root, safe_exists, safe_is_file
+from omniad_train.data.records import Record, Reject, field_problem, make_record, safe_text
+from omniad_train.data.sources import mask_files_problem
 
 __all__ = ["JSONL_FIELDS", "iter_jsonl"]
 
@@ -33,8 +35,29 @@ JSONL_FIELDS = (
 )
 
 
+#: Kinds of the JSONL fields (see :data:`~omniad_train.data.records.FIELD_KINDS`).
+_KINDS = {
+    "id": "id",
+    "image": "text",
+    "mask": "text",
+    "anomalous": "bool",
+    "question": "text",
+    "options": "options",
+    "answer": "text",
+    "type": "text",
+    "category": "text",
+    "dataset": "text",
+    "reasoning": "text",
+    "reference": "path or paths",
+    "image_id": "id",
+}
+
+
 def iter_jsonl(
-    path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
 ) -> Iterator[Record | Reject]:
     """Records from a generic JSONL file, one question per line.
 
@@ -43,28 +66,52 @@ def iter_jsonl(
     ``anomalous`` (default: a mask is given), ``type`` (default Anomaly Discrimination
     for Yes/No options), ``category``, ``dataset`` (default: the file's stem),
     ``reasoning``, ``reference`` (path or list), ``id`` (default ``jsonl:<stem>:<line>``)
-    and ``image_id`` (default: the image path as written) are optional.  Relative paths
-    are relative to ``root`` (default: the JSONL file's folder).
+    and ``image_id`` (default: the image path as written) are optional.  Every field is
+    type-checked; a line with a field of the wrong kind is a :class:`Reject`.
+
+    Relative paths are relative to ``root`` (default: the JSONL file's folder), and
+    every path must resolve (symlinks followed) inside it: a line with an absolute path
+    elsewhere or a ``..`` path leading out is a reject, unless ``allow_outside_root``.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no JSONL file at {str(p)!r}")
     base = Path(root) if root is not None else p.parent
-    with p.open(encoding="utf-8") as fh:
+    limit = None if allow_outside_root else real_root(base)
+    with p.open(encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
-                yield _jsonl_line(line, f"{p.name}:{lineno}", p.stem, lineno, base)
+                yield _jsonl_line(line, f"{p.name}:{lineno}", p.stem, lineno, base, limit)
 
 
 def _resolve(base: Path, value: str) -> Path:
-    q = Path(value).expanduser()
+    try:
+        q = Path(value).expanduser()
+    except RuntimeError:  # "~user" of an unknown user: an ordinary relative name
+        q = Path(value)
     return q if q.is_absolute() else base / q
 
 
-def _jsonl_line(line: str, where: str, stem: str, lineno: int, base: Path) -> Record | Reject:
+_OUTSIDE_FIX = (
+    "give a path inside that folder, or allow paths outside it explicitly with "
+    "allow_outside_root=True (omniad-train prepare --allow_outside_root)"
+)
+
+
+def _jsonl_line(
+    line: str, where: str, stem: str, lineno: int, base: Path, limit: str | None
+) -> Record | Reject:
     def bad(reason: str) -> Reject:
         return Reject(source="jsonl", record=where, reason=reason)
 
+    def check(field: str, value: str, resolved: Path) -> str | None:
+        what = f'the "{field}" path {value!r}'
+        if field == "mask":
+            return mask_files_problem(resolved, limit, what, fix=_OUTSIDE_FIX)
+        return path_problem(resolved, limit, what, _OUTSIDE_FIX)
+
+    if safe_text(line) is not line:
+        return bad("the line is not valid UTF-8 text; save the JSONL file as UTF-8")
     try:
         obj = json.loads(line)
     except ValueError as exc:
@@ -74,23 +121,32 @@ def _jsonl_line(line: str, where: str, stem: str, lineno: int, base: Path) -> Re
     unknown = sorted(set(obj) - set(JSONL_FIELDS))
     if unknown:
         return bad(f"unknown fields {unknown}; the known fields are {', '.join(JSONL_FIELDS)}")
+    problem = field_problem(obj, _KINDS)
+    if problem is not None:
+        return bad(problem)
     image = obj.get("image")
     if not isinstance(image, str) or not image:
         return bad('the line has no "image" path; add the image file path')
     if obj.get("id") is not None:
         where = f"{where} (id {obj['id']})"
     image_path = _resolve(base, image)
-    if not image_path.is_file():
+    problem = check("image", image, image_path)
+    if problem is not None:
+        return bad(problem)
+    if not safe_is_file(image_path):
         return bad(
             f"image file not found at {str(image_path)!r}; fix the path (relative to {str(base)!r})"
         )
     mask = obj.get("mask")
     mask_path = None
     if mask is not None:
-        if not isinstance(mask, str) or not mask:
+        if not mask:
             return bad('"mask" must be a file path or null')
         mask_path = _resolve(base, mask)
-        if not mask_path.exists():
+        problem = check("mask", mask, mask_path)
+        if problem is not None:
+            return bad(problem)
+        if not safe_exists(mask_path):
             return bad(f'mask not found at {str(mask_path)!r}; fix the path or remove "mask"')
     anomalous = obj.get("anomalous", mask_path is not None)
     if not isinstance(anomalous, bool):
@@ -99,8 +155,11 @@ def _jsonl_line(line: str, where: str, stem: str, lineno: int, base: Path) -> Re
         return bad('missing mask for a defect image; add "mask" or set "anomalous": false')
     ref = obj.get("reference") or []
     refs = [ref] if isinstance(ref, str) else ref
-    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
-        return bad('"reference" must be a path or a list of paths')
+    references = [_resolve(base, r) for r in refs if r]
+    for r, rp in zip([r for r in refs if r], references, strict=True):
+        problem = check("reference", r, rp)
+        if problem is not None:
+            return bad(problem)
     qtype = obj.get("type")
     if qtype is None:
         opts = obj.get("options")
@@ -121,8 +180,8 @@ def _jsonl_line(line: str, where: str, stem: str, lineno: int, base: Path) -> Re
         options=obj.get("options"),
         answer=obj.get("answer"),
         type=qtype,
-        category=str(obj.get("category") or ""),
-        dataset=str(obj.get("dataset") or stem),
+        category=obj.get("category") or "",
+        dataset=obj.get("dataset") or stem,
         reasoning=obj.get("reasoning"),
-        reference=[str(_resolve(base, r)) for r in refs],
+        reference=[str(r) for r in references],
     )

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import textmask
 from omniad_core.prompts import SYSTEM_PROMPT
 from omniad_train.data.cache import (
+    MASK_VERSION,
     RESIZE_VERSION,
     RecordLog,
     WorkCache,
@@ -105,6 +106,7 @@ def prepare(
     seed: int = 0,
     location_questions: bool = True,
     max_records: int | None = None,
+    allow_outside_root: bool = False,
     overwrite: bool = False,
     verbose: bool = True,
 ) -> PrepareResult:
@@ -114,6 +116,10 @@ def prepare(
     reuses the work folder and, when nothing changed, leaves the datasets as they are.
     ``overwrite=True`` first deletes the outputs of an earlier run (only ``sft/``,
     ``grpo/``, ``manifest.json``, ``rejects.jsonl`` and ``.work/``).
+
+    Every path a source names must resolve inside its root (MMAD: ``image_root``;
+    MVTec-style: the folder; JSONL: the file's folder); ``allow_outside_root=True``
+    lets JSONL lines name absolute paths and paths outside their folder.
 
     Raises
     ------
@@ -127,10 +133,14 @@ def prepare(
         raise PrepareError(f"bad grid: {exc}") from None
     _check_args(image_size, shots, reference_from, eval_fraction, max_records, seed)
     mvtec_roots, jsonl_paths = _paths(mvtec_root), _paths(jsonl)
+    if not isinstance(allow_outside_root, bool):
+        raise PrepareError(f"allow_outside_root must be True or False, got {allow_outside_root!r}")
     sources = _check_sources(mmad_json, image_root, mvtec_roots, jsonl_paths, reference_from)
     for src in sources:
         if src["kind"] == "mvtec":
             src["args"].update(location_questions=location_questions, seed=seed)
+        elif src["kind"] == "jsonl" and allow_outside_root:
+            src["args"].update(allow_outside_root=True)
     out = Path(output_dir)
     _check_output(out, overwrite)
     work = out / ".work"
@@ -144,6 +154,7 @@ def prepare(
         "templates": TEMPLATE_VERSION,
         "rows": ROW_VERSION,
         "resize": RESIZE_VERSION,
+        "masks": MASK_VERSION,
     }
     items = _read_sources(sources, cache, seed, location_questions, max_records, verbose)
 
@@ -324,7 +335,7 @@ def _read_sources(
                 it = iter_mvtec(a["root"], location_questions=location_questions, seed=seed,
                                 mask_info=mask_info)  # fmt: skip
             else:
-                it = iter_jsonl(a["path"])
+                it = iter_jsonl(a["path"], allow_outside_root=a.get("allow_outside_root", False))
             for item in tqdm(it, desc=f"reading {src['kind']}", unit=" rec", disable=not verbose):
                 if isinstance(item, Record):
                     if item.id in seen:

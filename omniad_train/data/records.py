@@ -8,17 +8,132 @@ instead of raising, so one bad file never stops a run.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from omniad_core.metrics import MMAD_TYPES, normalize_question_type
 from omniad_core.prompts import normalize_options
+from omniad_core.tags import has_tag
 
-__all__ = ["MaskInfo", "Record", "Reject", "make_record"]
+__all__ = [
+    "FIELD_KINDS",
+    "MaskInfo",
+    "Record",
+    "Reject",
+    "describe_value",
+    "field_problem",
+    "make_record",
+    "safe_text",
+    "wrong_type",
+]
 
-_TAG = re.compile(r"<\s*[/\\]?\s*(seg|think|answer)\s*>", re.IGNORECASE)
+
+def safe_text(text: str) -> str:
+    """``text`` made writable as UTF-8: lone surrogates (from undecodable file names or
+    JSON ``\\udcxx`` escapes) become backslash escapes.
+
+    >>> safe_text("ok"), safe_text("bad\\udcff")
+    ('ok', 'bad\\\\udcff')
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe_value(value: Any) -> str:
+    """What a JSON value is, for error messages: ``the number 5``, ``a list``, ...
+
+    >>> describe_value(5), describe_value(None), describe_value([1]), describe_value("x")
+    ('the number 5', 'null', 'a list', "the text 'x'")
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"the text {safe_text(shown)!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def wrong_type(field: str, expected: str, value: Any) -> str:
+    """The reason of a field of the wrong type: what was expected, what came, the fix.
+
+    >>> wrong_type('"reasoning"', "a text or null", 5)
+    '"reasoning" must be a text or null, got the number 5; fix that field'
+    """
+    return f"{field} must be {expected}, got {describe_value(value)}; fix that field"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _texts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+#: The kinds of value a field of a data file may hold: name -> (what it is, test).
+FIELD_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "text": ("a text", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "texts": ("a list of texts (paths)", _texts),
+    "path or paths": ("a path or a list of paths", lambda v: isinstance(v, str) or _texts(v)),
+    "options": (
+        'an object such as {"A": "Yes", "B": "No"} or a list of texts',
+        lambda v: isinstance(v, (dict, list)),
+    ),
+    "id": ("a text or an integer", lambda v: isinstance(v, str) or _is_int(v)),
+}
+
+
+def field_problem(obj: Mapping[str, Any], spec: Mapping[str, str]) -> str | None:
+    """The reason for the first field of ``obj`` of the wrong kind, or None.
+
+    ``spec`` maps field names to kinds of :data:`FIELD_KINDS`; absent fields and
+    ``null`` pass (whether a field is required is checked elsewhere).
+
+    >>> field_problem({"reasoning": 5}, {"reasoning": "text"})
+    '"reasoning" must be a text, got the number 5; fix that field'
+    >>> field_problem({"reasoning": None, "id": 3}, {"reasoning": "text", "id": "id"}) is None
+    True
+    """
+    for name, kind in spec.items():
+        value = obj.get(name)
+        if value is None:
+            continue
+        expected, ok = FIELD_KINDS[kind]
+        if not ok(value):
+            return wrong_type(f'"{name}"', expected, value)
+    return None
+
+
+def _unencodable(value: Any, where: str) -> str | None:
+    """The name of the first string in ``value`` that is not valid UTF-8 text, or None."""
+    if isinstance(value, str):
+        return None if safe_text(value) is value else where
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad = _unencodable(k, where) or _unencodable(v, f"{where}.{k}")
+            if bad:
+                return bad
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            bad = _unencodable(v, f"{where}[{k}]")
+            if bad:
+                return bad
+    return None
 
 
 class Record(BaseModel):
@@ -65,6 +180,11 @@ class Reject(BaseModel):
     record: str = Field(description="The record's path or id.")
     reason: str = Field(description="A sentence naming the problem and the fix.")
 
+    @field_validator("source", "record", "reason", mode="after")
+    @classmethod
+    def _writable(cls, value: str) -> str:
+        return safe_text(value)  # a reject must always be writable to rejects.jsonl
+
 
 class MaskInfo(BaseModel):
     """What the reasoning templates and location questions need to know about a mask.
@@ -101,6 +221,10 @@ def make_record(source: str, where: str, **fields: Any) -> Record | Reject:
     "answer 'C' is not one of the option letters A, B; set the answer to one of them"
     """
     question = fields.get("question")
+    if question is not None and not isinstance(question, str):
+        return Reject(
+            source=source, record=where, reason=wrong_type("the question", "a text", question)
+        )
     if not isinstance(question, str) or not question.strip():
         return Reject(
             source=source, record=where, reason="the question text is empty; add the question"
@@ -116,10 +240,16 @@ def make_record(source: str, where: str, **fields: Any) -> Record | Reject:
         )
     try:
         options = normalize_options(opts)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         return Reject(source=source, record=where, reason=f"bad options: {exc}")
     fields["options"] = options
     answer = fields.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        return Reject(
+            source=source,
+            record=where,
+            reason=wrong_type("the answer", f"an option letter ({', '.join(options)})", answer),
+        )
     letter = answer.strip().upper() if isinstance(answer, str) else None
     if letter not in options:
         return Reject(
@@ -130,6 +260,12 @@ def make_record(source: str, where: str, **fields: Any) -> Record | Reject:
         )
     fields["answer"] = letter
     raw_type = fields.get("type")
+    if raw_type is not None and not isinstance(raw_type, str):
+        return Reject(
+            source=source,
+            record=where,
+            reason=wrong_type("the question type", "one of the 7 MMAD type names", raw_type),
+        )
     try:
         fields["type"] = normalize_question_type(raw_type)
     except (TypeError, ValueError):
@@ -141,16 +277,32 @@ def make_record(source: str, where: str, **fields: Any) -> Record | Reject:
             "Object Structure, Object Details)",
         )
     reasoning = fields.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, str):
+        return Reject(
+            source=source,
+            record=where,
+            reason=wrong_type("the reasoning", "a text or absent", reasoning),
+        )
     if isinstance(reasoning, str):
         reasoning = reasoning.strip() or None
         fields["reasoning"] = reasoning
-    if reasoning is not None and _TAG.search(reasoning):
+    if reasoning is not None and has_tag(reasoning):
         return Reject(
             source=source,
             record=where,
             reason="the reasoning contains <seg>/<think>/<answer> tags, which would break the "
             "response format; give the reasoning as plain text",
         )
+    for name, value in fields.items():
+        bad = _unencodable(value, name)
+        if bad is not None:
+            return Reject(
+                source=source,
+                record=where,
+                reason=f"the field {bad} is not valid UTF-8 text (it holds an undecodable "
+                "character, e.g. from a file name in another encoding); rename the file or "
+                "fix the text",
+            )
     try:
         return Record(source=source, **fields)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ from omniad_core.prompts import Question, build_messages, split_images
 from omniad_train.data.cache import WorkCache, digest, fingerprint
 from omniad_train.data.reasoning import sft_target, template_reasoning
 from omniad_train.data.records import Record, Reject
+from omniad_train.data.sources import defect_mask_problem
 
 __all__ = ["process_record", "record_key", "usable"]
 
@@ -81,8 +82,9 @@ def _row(rec: Record, cache: WorkCache, g: textmask.Grid, cfg: dict[str, Any]) -
                 f"the mask {rec.mask} is {m.info.height}x{m.info.width} (H x W) but the image "
                 f"is {img.height}x{img.width}; masks must have their image's size: fix the mask"
             )
-        if m.info.empty:
-            raise _Bad(f"the mask {rec.mask} of a defect image is empty (all zero); fix the mask")
+        empty = defect_mask_problem(rec.mask, m.info, rec.source)
+        if empty is not None:
+            raise _Bad(empty)
         mask_key, info = m.key, m.info
         seg = textmask.encode(cache.mask_array(m.key), g)
     keys = {"query": img.key}

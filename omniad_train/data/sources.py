@@ -11,22 +11,35 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from omniad_core.images import ImageError, load_mask
+from omniad_core.images import ImageError
 from omniad_core.prompts import DEFECT_QUESTION
+from omniad_train.data.paths import path_problem, real_root, safe_exists, safe_is_dir, safe_is_file
 from omniad_train.data.reasoning import LOCATION_QUESTION, describe_mask, location_question, rng_for
-from omniad_train.data.records import MaskInfo, Record, Reject, make_record
+from omniad_train.data.records import (
+    MaskInfo,
+    Record,
+    Reject,
+    describe_value,
+    field_problem,
+    make_record,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "defect_mask_problem",
     "find_mvtec_mask",
     "iter_mmad",
     "iter_mvtec",
+    "mask_files_problem",
+    "mask_from_array",
     "read_mask",
 ]
 
@@ -37,18 +50,114 @@ MaskInfoFn = Callable[[str], MaskInfo]
 
 
 def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    return p.suffix.lower() in IMAGE_SUFFIXES and safe_is_file(p)
+
+
+#: PIL modes whose array holds the file's values unchanged, at more than 8 bits.
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+#: Colour spaces whose black is not all-zero: the channel that is zero on black.
+_DARK_CHANNEL = {"YCbCr": 0, "LAB": 0, "HSV": 2}
+
+
+def _nonzero(values: np.ndarray, name: str) -> np.ndarray:
+    if values.dtype == bool:
+        return values
+    if values.dtype.kind in "iu":
+        return values != 0
+    if values.dtype.kind == "f":
+        nan = np.isnan(values)
+        if nan.any():
+            raise ImageError(
+                f"the mask {name} holds NaN values ({int(nan.sum()):,} pixels); a float mask "
+                "must hold 0 (normal) or a positive value (anomalous): fix the file"
+            )
+        return values > 0
+    raise ImageError(f"the mask {name} must hold numbers, got values of type {values.dtype}")
+
+
+def mask_from_array(values: np.ndarray, name: str = "array", mode: str | None = None) -> np.ndarray:
+    """A boolean ``(H, W)`` mask from a mask's raw values: anomalous where non-zero.
+
+    Integer values of any width (8, 16, 32 bit) count when non-zero, float values when
+    positive; NaN is an error naming ``name``.  Colour masks count where any colour
+    channel counts (an alpha channel is ignored); ``mode`` is the PIL mode the values
+    came from (``YCbCr``, ``LAB``, ``HSV``: the channel that is zero on black counts).
+
+    >>> mask_from_array(np.array([[0, 1], [65535, 0]], np.uint16)).tolist()
+    [[False, True], [True, False]]
+    >>> mask_from_array(np.array([[0.0, -0.5], [1e-6, 0.0]], np.float32)).tolist()
+    [[False, False], [True, False]]
+    """
+    arr = np.asarray(values)
+    if arr.ndim == 3:
+        if mode in _DARK_CHANNEL:
+            arr = arr[..., _DARK_CHANNEL[mode]]
+        elif arr.shape[2] >= 3:
+            return _check_2d(_nonzero(arr[..., :3], name).any(axis=2), name)
+        else:  # grey + alpha
+            arr = arr[..., 0]
+    return _check_2d(_nonzero(arr, name), name)
+
+
+def _check_2d(mask: np.ndarray, name: str) -> np.ndarray:
+    if mask.ndim != 2 or mask.size == 0:
+        raise ImageError(f"the mask {name} must be a 2-D (H, W) image, got shape {mask.shape}")
+    return mask
+
+
+def _rawmode(img: Any) -> str:
+    """The decoder's raw mode of an unloaded PIL image ('RGB;16B' for 48-bit PNGs)."""
+    try:
+        args = img.tile[0].args if img.tile else None
+    except Exception:
+        return ""
+    if isinstance(args, str):
+        return args
+    if isinstance(args, tuple) and args and isinstance(args[0], str):
+        return args[0]
+    return ""
+
+
+def _mask_file(p: Path) -> np.ndarray:
+    from PIL import Image
+
+    name = repr(str(p))
+    if not safe_is_file(p):
+        raise ImageError(f"no mask file at {name}; check the path or add the mask")
+    try:
+        with Image.open(p) as img:
+            raw = _rawmode(img)
+            img.load()
+            mode = img.mode
+            values = np.asarray(img)
+    except Exception as exc:  # PIL raises many types for corrupt or odd files
+        raise ImageError(
+            f"cannot read {name} as a mask image: {exc}; save the mask as an 8- or 16-bit "
+            "grayscale PNG"
+        ) from None
+    bits = re.search(r";(16|32|64)", raw)
+    if mode not in _WIDE_MODES and bits is not None:
+        raise ImageError(
+            f"the mask {name} has {bits.group(1)} bits per colour channel, which Pillow "
+            "reads at 8 bits (small values would be lost); save it as a single-channel "
+            "(grayscale) 8- or 16-bit PNG"
+        )
+    return mask_from_array(values, name, mode)
 
 
 def read_mask(source: str | os.PathLike[str]) -> np.ndarray:
     """A boolean mask from a mask file, or the union of a folder of masks (MVTec LOCO).
 
-    Raises :class:`~omniad_core.images.ImageError` for unreadable files, an empty
-    folder, or masks of different sizes in one folder.
+    The file's raw values are read (8, 16 or 32 bit integers, floats; no conversion to
+    8 bits) and the mask is where they are non-zero (floats: positive); see
+    :func:`mask_from_array`.
+
+    Raises :class:`~omniad_core.images.ImageError` for unreadable files, NaN values, an
+    empty folder, or masks of different sizes in one folder.
     """
     p = Path(source)
-    if not p.is_dir():
-        return load_mask(p)
+    if not safe_is_dir(p):
+        return _mask_file(p)
     files = sorted(f for f in p.iterdir() if _is_image(f))
     if not files:
         raise ImageError(
@@ -56,7 +165,7 @@ def read_mask(source: str | os.PathLike[str]) -> np.ndarray:
         )
     out: np.ndarray | None = None
     for f in files:
-        m = load_mask(f)
+        m = _mask_file(f)
         if out is None:
             out = m.copy()
         elif m.shape != out.shape:
@@ -68,6 +177,44 @@ def read_mask(source: str | os.PathLike[str]) -> np.ndarray:
             out |= m
     assert out is not None
     return out
+
+
+#: How to fix an empty mask, per source.
+_EMPTY_MASK_FIX = {
+    "mvtec": "draw the defect in the mask, or move the image to test/good",
+    "mmad": "draw the defect in the mask, or move the image under a 'good' folder",
+    "jsonl": 'draw the defect in the mask, or set "anomalous": false and remove "mask"',
+}
+
+
+def defect_mask_problem(mask: str, info: MaskInfo, source: str) -> str | None:
+    """The reason to reject a defect image whose mask is empty (all zero), or None.
+
+    The one rule for readers, ``prepare`` and the evaluation runners: a defect image
+    needs a non-empty mask (a missing mask is rejected by the readers already).
+
+    >>> defect_mask_problem("m.png", MaskInfo(height=2, width=2, area=0.0), "mvtec")
+    'the mask m.png of a defect image is empty (all zero); draw the defect in the mask, or move the image to test/good'
+    """
+    if not info.empty:
+        return None
+    fix = _EMPTY_MASK_FIX.get(source, "draw the defect in the mask, or mark the image normal")
+    return f"the mask {mask} of a defect image is empty (all zero); {fix}"
+
+
+def mask_files_problem(
+    mask: str | os.PathLike[str], root: str | None, what: str, **fix: str
+) -> str | None:
+    """Why a mask file or folder may not be used (outside ``root``, also any file in a
+    mask folder; see :func:`~omniad_train.data.paths.path_problem`), or None."""
+    problem = path_problem(mask, root, what, **fix)
+    if problem is None and safe_is_dir(mask):
+        for f in sorted(Path(mask).iterdir()):
+            if _is_image(f):
+                problem = path_problem(f, root, f"the file {f.name!r} in {what}", **fix)
+                if problem is not None:
+                    break
+    return problem
 
 
 def _default_mask_info(path: str) -> MaskInfo:
@@ -110,46 +257,96 @@ def iter_mmad(
         raise ValueError(
             f"{str(path)!r} must map image paths to entries, got a {type(data).__name__}"
         )
+    root_real = real_root(root)
     for key, entry in data.items():
-        yield from _mmad_entry(key, entry, root, reference_from)
+        yield from _mmad_entry(key, entry, root, root_real, reference_from)
 
 
-def _mmad_entry(key: str, entry: Any, root: Path, reference_from: str) -> Iterator[Record | Reject]:
-    conv = entry.get("conversation") if isinstance(entry, dict) else None
-    if not isinstance(conv, list) or not conv:
+#: Kinds of the fields of an mmad.json entry and of one of its questions.
+_MMAD_ENTRY = {
+    "conversation": "list",
+    "mask_path": "text",
+    "similar_templates": "texts",
+    "random_templates": "texts",
+}
+_MMAD_QUESTION = {
+    "Question": "text",
+    "Answer": "text",
+    "Options": "options",
+    "type": "text",
+    "Reasoning": "text",
+    "reasoning": "text",
+}
+_MMAD_SHAPE = (
+    '{"conversation": [{"Question": ..., "Answer": ..., "Options": {...}, "type": ...}], '
+    '"mask_path": ..., "similar_templates": [...], "random_templates": [...]}'
+)
+
+
+def _mmad_entry(
+    key: str, entry: Any, root: Path, root_real: str, reference_from: str
+) -> Iterator[Record | Reject]:
+    def reject_all(reason: str, wheres: list[str]) -> Iterator[Reject]:
+        for where in wheres:
+            yield Reject(source="mmad", record=where, reason=reason)
+
+    if not isinstance(entry, dict):
         yield Reject(
             source="mmad",
             record=key,
-            reason="the entry has no 'conversation' list of questions; each image needs "
+            reason=f"the entry must be an object {_MMAD_SHAPE}, got {describe_value(entry)}; "
+            "fix the entry in mmad.json",
+        )
+        return
+    conv = entry.get("conversation")
+    if not isinstance(conv, list) or not conv:
+        got = "" if conv is None else f" (got {describe_value(conv)})"
+        yield Reject(
+            source="mmad",
+            record=key,
+            reason=f"the entry has no 'conversation' list of questions{got}; each image needs "
             '{"conversation": [{"Question", "Answer", "Options", "type"}], ...}',
         )
+        return
+    wheres = [f"{key}#{k}" for k in range(len(conv))]
+    problem = field_problem(entry, _MMAD_ENTRY)
+    if problem is not None:
+        yield from reject_all(f"bad entry in mmad.json: {problem}", wheres)
         return
     parts = Path(key).parts
     dataset = parts[0] if len(parts) > 2 else ""
     category = parts[1] if len(parts) > 2 else ""
     anomalous = "good" not in parts
     image = root / key
-    wheres = [f"{key}#{k}" for k in range(len(conv))]
-    problem = None
-    if not image.is_file():
+    problem = path_problem(image, root_real, f"the image {key!r}")
+    if problem is None and not safe_is_file(image):
         problem = (
             f"image file not found at {str(image)!r}; pass the folder that holds MMAD's "
             "images as image_root (default: the folder of mmad.json)"
         )
     mask = None
     if problem is None and anomalous:
-        mask, problem = _mmad_mask(key, entry.get("mask_path"), root, dataset, category)
-    if problem is not None:
-        for where in wheres:
-            yield Reject(source="mmad", record=where, reason=problem)
-        return
+        mask, problem = _mmad_mask(key, entry.get("mask_path"), root, root_real, dataset, category)
     templates = entry.get(f"{reference_from}_templates") or []
-    reference = [str(root / t) for t in templates if isinstance(t, str) and t]
+    reference = [str(root / t) for t in templates if t]
+    for t, ref in zip([t for t in templates if t], reference, strict=True):
+        if problem is None:
+            problem = path_problem(ref, root_real, f"the template {t!r}")
+    if problem is not None:
+        yield from reject_all(problem, wheres)
+        return
     for k, q in enumerate(conv):
         if not isinstance(q, dict):
             yield Reject(
-                source="mmad", record=wheres[k], reason="the question is not a JSON object"
+                source="mmad",
+                record=wheres[k],
+                reason=f"the question must be an object, got {describe_value(q)}; write "
+                '{"Question": ..., "Answer": ..., "Options": {...}, "type": ...}',
             )
+            continue
+        problem = field_problem(q, _MMAD_QUESTION)
+        if problem is not None:
+            yield Reject(source="mmad", record=wheres[k], reason=f"bad question: {problem}")
             continue
         yield make_record(
             "mmad",
@@ -171,7 +368,7 @@ def _mmad_entry(key: str, entry: Any, root: Path, reference_from: str) -> Iterat
 
 
 def _mmad_mask(
-    key: str, mask_path: Any, root: Path, dataset: str, category: str
+    key: str, mask_path: Any, root: Path, root_real: str, dataset: str, category: str
 ) -> tuple[str | None, str | None]:
     if not isinstance(mask_path, str) or not mask_path:
         return None, (
@@ -181,9 +378,15 @@ def _mmad_mask(
     candidates = [root / mask_path]
     if dataset and not mask_path.startswith(f"{dataset}/"):
         candidates.append(root / dataset / category / mask_path)
+    outside = None
     for c in candidates:
-        if c.exists():
+        problem = mask_files_problem(c, root_real, f"the mask_path {mask_path!r}")
+        if problem is not None:
+            outside = outside or problem
+        elif safe_exists(c):
             return str(c), None
+    if outside is not None:
+        return None, outside
     tried = ", ".join(repr(str(c)) for c in candidates)
     return None, f"missing mask for defect image {key}: expected it at {tried}; add the mask file"
 
@@ -205,7 +408,34 @@ def find_mvtec_mask(gt_dir: Path, stem: str, names: dict[str, Path] | None = Non
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if _is_image(p)) if folder.is_dir() else []
+    return sorted(p for p in _listdir(folder) if _is_image(p))
+
+
+def _listdir(folder: Path) -> list[Path]:
+    """The entries of ``folder`` ([] when it is not a folder); OSError when unreadable."""
+    return list(folder.iterdir()) if safe_is_dir(folder) else []
+
+
+def _unlistable(folder: Path, top: Path, exc: OSError) -> Reject:
+    rel = folder.relative_to(top).as_posix() if folder.is_relative_to(top) else str(folder)
+    return Reject(
+        source="mvtec",
+        record=rel,
+        reason=f"cannot list the folder {rel} ({exc.strerror or exc}); its images are left "
+        "out: make it readable",
+    )
+
+
+@dataclass(frozen=True)
+class _MVTec:
+    """What the folders of one MVTec-style root share."""
+
+    top: Path
+    root_real: str
+    name: str
+    seed: int
+    location_questions: bool
+    describe: MaskInfoFn
 
 
 def iter_mvtec(
@@ -227,9 +457,14 @@ def iter_mvtec(
     with the mask centroid's region and three seeded distractors.  ``reference`` is one
     ``train/good`` image of the category, chosen by ``seed``.
 
-    ``mask_info(path)`` describes a mask for location questions (default: read it);
-    ``prepare`` passes a cached version.  ``dataset`` defaults to the name of the folder
-    holding the categories.
+    Every defect image needs a mask that is readable and not empty: an image without
+    one is a :class:`Reject` (one per image, whatever ``location_questions``; see
+    :func:`defect_mask_problem`), so ``prepare`` and the detection evaluation list the
+    same images.  Images, masks and references must resolve (symlinks followed) inside
+    ``root``; others are rejects, and ``train/good`` images outside are never references.
+
+    ``mask_info(path)`` describes a mask (default: read it); ``prepare`` passes a cached
+    version.  ``dataset`` defaults to the name of the folder holding the categories.
     """
     base = Path(root)
     if not base.is_dir():
@@ -239,7 +474,13 @@ def iter_mvtec(
         categories = [base]
         top = base.parent
     else:
-        categories = sorted(d for d in base.iterdir() if (d / "test").is_dir())
+        try:
+            categories = sorted(d for d in base.iterdir() if safe_is_dir(d / "test"))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot list the MVTec-style folder {str(base)!r} ({exc.strerror or exc}); "
+                "make it readable"
+            ) from None
         top = base
     name = dataset or top.name
     if not categories:
@@ -247,41 +488,60 @@ def iter_mvtec(
             f"no category folder with a test/ subfolder under {str(base)!r}; expected "
             "<category>/test/<defect>/*.png (MVTec layout)"
         )
+    ctx = _MVTec(top=top, root_real=real_root(base), name=name, seed=seed,
+                 location_questions=location_questions, describe=describe)  # fmt: skip
     for cat in categories:
-        train_good = _images(cat / "train" / "good")
-        folders = [(d, "test") for d in sorted((cat / "test").iterdir()) if d.is_dir()]
+        try:
+            train_good = [
+                p
+                for p in _images(cat / "train" / "good")
+                if path_problem(p, ctx.root_real, "a reference") is None
+            ]
+        except OSError as exc:  # no references then; the folder's own listing says why
+            train_good = []
+            if not include_train_good:
+                yield _unlistable(cat / "train" / "good", top, exc)
+        try:
+            folders = [(d, "test") for d in sorted(_listdir(cat / "test")) if safe_is_dir(d)]
+        except OSError as exc:
+            yield _unlistable(cat / "test", top, exc)
+            folders = []
         if include_train_good:
             folders.append((cat / "train" / "good", "train"))
         for folder, _split in folders:
-            yield from _mvtec_folder(
-                folder, cat, top, name, train_good, location_questions, seed, describe
-            )
+            yield from _mvtec_folder(folder, cat, train_good, ctx)
 
 
 def _mvtec_folder(
-    folder: Path,
-    cat: Path,
-    top: Path,
-    name: str,
-    train_good: list[Path],
-    location_questions: bool,
-    seed: int,
-    describe: MaskInfoFn,
+    folder: Path, cat: Path, train_good: list[Path], ctx: _MVTec
 ) -> Iterator[Record | Reject]:
     defect = folder.name
     anomalous = defect != "good"
     gt_dir = cat / "ground_truth" / defect
-    names = {p.name.lower(): p for p in gt_dir.iterdir()} if gt_dir.is_dir() else {}
-    for img in _images(folder):
-        rel = img.relative_to(top).as_posix()
-        image_id = f"mvtec:{name}/{rel}"
+    try:
+        images = _images(folder)
+    except OSError as exc:
+        yield _unlistable(folder, ctx.top, exc)
+        return
+    try:
+        names = {p.name.lower(): p for p in _listdir(gt_dir)} if anomalous else {}
+    except OSError as exc:
+        yield _unlistable(gt_dir, ctx.top, exc)
+        return
+    for img in images:
+        rel = img.relative_to(ctx.top).as_posix()
+        problem = path_problem(img, ctx.root_real, f"the image {rel!r}")
+        if problem is not None:
+            yield Reject(source="mvtec", record=rel, reason=problem)
+            continue
+        image_id = f"mvtec:{ctx.name}/{rel}"
         pool = [p for p in train_good if p != img]
-        reference = [str(rng_for(seed, image_id, "reference").choice(pool))] if pool else []
-        mask = None
+        reference = [str(rng_for(ctx.seed, image_id, "reference").choice(pool))] if pool else []
+        mask, info = None, None
         if anomalous:
             found = find_mvtec_mask(gt_dir, img.stem, names)
             if found is None:
-                g = gt_dir.relative_to(top).as_posix()
+                g = gt_dir.relative_to(ctx.top).as_posix()
                 yield Reject(
                     source="mvtec",
                     record=rel,
@@ -291,13 +551,17 @@ def _mvtec_folder(
                 )
                 continue
             mask = str(found)
+            info, problem = _mvtec_mask_info(rel, found, ctx)
+            if problem is not None:
+                yield Reject(source="mvtec", record=rel, reason=problem)
+                continue
         common = dict(
             image_id=image_id,
             image=str(img),
             mask=mask,
             anomalous=anomalous,
             category=cat.name,
-            dataset=name,
+            dataset=ctx.name,
             reference=reference,
         )
         yield make_record(
@@ -310,35 +574,31 @@ def _mvtec_folder(
             type="Anomaly Discrimination",
             **common,
         )
-        if anomalous and location_questions:
-            yield _location_record(rel, image_id, mask, seed, describe, common)
+        if anomalous and ctx.location_questions and info is not None and info.region is not None:
+            options, gold = location_question(info.region, seed=ctx.seed, key=image_id)
+            yield make_record(
+                "mvtec",
+                f"{rel}#location",
+                id=f"{image_id}#location",
+                question=LOCATION_QUESTION,
+                options=options,
+                answer=gold,
+                type="Defect Localization",
+                **common,
+            )
 
 
-def _location_record(
-    rel: str, image_id: str, mask: Any, seed: int, describe: MaskInfoFn, common: dict[str, Any]
-) -> Record | Reject:
-    where = f"{rel}#location"
+def _mvtec_mask_info(rel: str, mask: Path, ctx: _MVTec) -> tuple[MaskInfo | None, str | None]:
+    """The mask's description, or the reason to reject defect image ``rel``."""
+    g = mask.relative_to(ctx.top).as_posix() if mask.is_relative_to(ctx.top) else str(mask)
+    problem = mask_files_problem(mask, ctx.root_real, f"the mask {g!r}")
+    if problem is not None:
+        return None, problem
     try:
-        info = describe(mask)
-    except (ImageError, OSError) as exc:
-        return Reject(
-            source="mvtec", record=where, reason=f"cannot read the mask: {exc}; fix the mask file"
+        info = ctx.describe(str(mask))
+    except (ImageError, OSError, ValueError) as exc:
+        return None, (
+            f"cannot read the mask of defect image {rel}: {exc}; fix the mask file (an 8- or "
+            "16-bit grayscale PNG of the image's size) or move the image to test/good"
         )
-    if info.empty or info.region is None:
-        return Reject(
-            source="mvtec",
-            record=where,
-            reason=f"the mask {mask} of a defect image is empty (all zero); fix the mask or move "
-            "the image to test/good",
-        )
-    options, gold = location_question(info.region, seed=seed, key=image_id)
-    return make_record(
-        "mvtec",
-        where,
-        id=f"{image_id}#location",
-        question=LOCATION_QUESTION,
-        options=options,
-        answer=gold,
-        type="Defect Localization",
-        **common,
-    )
+    return info, defect_mask_problem(str(mask), info, "mvtec")
