@@ -1,6 +1,7 @@
 """``omniad demo``: the whole method on synthetic defects, on a CPU, in minutes.
 
-Steps (each resumable: a finished step is skipped when the demo runs again):
+Steps (each resumable: a step finished with the same settings is skipped when the demo
+runs again; a changed plan redoes the steps it affects and everything after them):
 
 1. generate synthetic training and held-out test images with exact masks and questions;
 2. prepare SFT and GRPO datasets from the training images;
@@ -16,22 +17,32 @@ Steps (each resumable: a finished step is skipped when the demo runs again):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "DemoError",
     "DemoPlan",
     "DemoResult",
+    "Step",
+    "StepDecision",
+    "claim_folder",
+    "decide_steps",
     "demo_main",
+    "demo_steps",
     "export_model",
+    "is_demo_folder",
     "mean_detection_reward",
     "plot_curves",
     "run_demo",
+    "run_steps",
 ]
 
 STAGES = ("untrained", "sft", "sft+grpo")
@@ -98,18 +109,294 @@ class DemoResult:
     plan: DemoPlan = field(default_factory=DemoPlan)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)  # names of the steps this call ran
 
 
 def _say(msg: str) -> None:
     print(f"[omniad demo] {msg}", flush=True)
 
 
-def _done(path: Path) -> bool:
-    return (path / "DONE").is_file()
+# --------------------------------------------------------------------------- step bookkeeping
+DEMO_FILE = "omniad-demo.json"
+DEMO_FORMAT = "omniad-demo/1"
+DONE = "DONE"
+# Everything a demo writes at the top of its folder (what ``overwrite`` deletes).
+DEMO_ENTRIES = (
+    "data", "prepared", "model-built", "model-start", "sft", "grpo", "eval", "overlays",
+    "report.md", "report.json", "grpo_rewards.png", DEMO_FILE,
+)  # fmt: skip
+
+# Step folders of runs made before ``omniad-demo.json`` existed (each had a ``DONE``).
+_LEGACY_STEP_FOLDERS = ("data", "model-start", "sft", "grpo")
 
 
-def _mark(path: Path, info: dict[str, Any] | None = None) -> None:
-    (path / "DONE").write_text(json.dumps(info or {}, indent=1) + "\n")
+class DemoError(RuntimeError):
+    """The demo cannot use its output folder (a file, or a folder that is not a demo's)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One resumable step of a run: what it depends on and the function that does it.
+
+    Parameters
+    ----------
+    name
+        Shown in messages and used as the key of its record.
+    folder
+        Its output folder, relative to the run folder; the step owns it (a redo deletes it).
+    settings
+        The values its output depends on (JSON types); a change redoes the step.
+    run
+        Called with the (existing) step folder.
+    upstream
+        Names of earlier steps it reads from: a redone upstream step redoes this one.
+    resumable
+        ``run`` continues the work of an interrupted call with the same settings (the
+        evaluation runners, ``prepare``), so an unfinished folder is kept, not cleaned.
+    """
+
+    name: str
+    folder: str
+    settings: Mapping[str, Any]
+    run: Callable[[Path], object]
+    upstream: tuple[str, ...] = ()
+    resumable: bool = False
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """What :func:`decide_steps` chose for a step.
+
+    ``action`` is ``"skip"`` (finished with these settings), ``"resume"`` (unfinished with
+    these settings, folder kept) or ``"run"`` (from a clean folder). ``reason`` says why an
+    earlier output is not reused (empty for a first run or a skip).
+    """
+
+    name: str
+    action: Literal["skip", "resume", "run"]
+    record: dict[str, Any]
+    reason: str = ""
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _started(out: Path) -> dict[str, Any]:
+    data = _read_json(out / DEMO_FILE)
+    steps = data.get("steps") if isinstance(data, dict) else None
+    return steps if isinstance(steps, dict) else {}
+
+
+def _record(step: Step, hashes: dict[str, str]) -> dict[str, Any]:
+    settings = _jsonable(dict(step.settings))
+    upstream = {u: hashes[u] for u in step.upstream}
+    key = json.dumps({"settings": settings, "upstream": upstream}, sort_keys=True)
+    return {
+        "step": step.name,
+        "settings": settings,
+        "upstream": upstream,
+        "hash": hashlib.sha256(key.encode()).hexdigest()[:16],
+    }
+
+
+def _diff(old: Any, new: dict[str, Any]) -> str:
+    old = old if isinstance(old, dict) else {}
+    keys = list(new) + [k for k in old if k not in new]
+    return ", ".join(
+        f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+        for k in keys
+        if old.get(k) != new.get(k)
+    )
+
+
+def _why(name: str, old: Any, rec: dict[str, Any], finished: bool) -> tuple[str, bool]:
+    """Why the earlier output ``old`` (a record, or None) is not reused; and whether the
+    step's own settings changed (then it is always announced)."""
+    if not isinstance(old, dict) or not isinstance(old.get("hash"), str):
+        return f"{name} has no recorded settings (an older demo run)", False
+    diff = _diff(old.get("settings"), rec["settings"])
+    if diff:
+        return f"plan changed for {name} ({diff})", True
+    ups = sorted(
+        u for u in rec["upstream"] if (old.get("upstream") or {}).get(u) != rec["upstream"][u]
+    )
+    if ups:
+        return f"{name} was made from an earlier {', '.join(ups)}", False
+    return ("" if finished else f"{name} did not finish"), False
+
+
+def decide_steps(out: Path, steps: Sequence[Step]) -> tuple[list[StepDecision], list[str]]:
+    """Decide, from the records in ``out``, which steps to skip, resume or redo.
+
+    A step is skipped when its folder holds ``DONE`` with the same settings hash, which
+    covers its own settings and the hashes of its upstream steps, and no upstream step
+    runs. Any other step runs, from a clean folder unless it is resumable and was
+    interrupted with the same settings. Returns the decisions in order and one message
+    per step whose earlier output is discarded, naming it and everything redone with it.
+
+    >>> import tempfile
+    >>> a = Step("a", "a", {"n": 1}, run=lambda f: None)
+    >>> b = Step("b", "b", {}, run=lambda f: None, upstream=("a",))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = run_steps(Path(tmp), [a, b], say=lambda m: None)
+    ...     a2 = Step("a", "a", {"n": 2}, run=lambda f: None)
+    ...     decisions, lines = decide_steps(Path(tmp), [a2, b])
+    >>> [d.action for d in decisions], lines
+    (['run', 'run'], ['plan changed for a (n 1 -> 2): redoing a, b'])
+    """
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"step names repeat: {names}")
+    hashes: dict[str, str] = {}
+    started = _started(out)
+    decisions: list[StepDecision] = []
+    running: set[str] = set()
+    reasons: list[tuple[str, str, bool]] = []
+    for step in steps:
+        missing = [u for u in step.upstream if u not in hashes]
+        if missing:
+            raise ValueError(f"step {step.name!r}: upstream {missing} must come before it")
+        rec = _record(step, hashes)
+        hashes[step.name] = rec["hash"]
+        folder = out / step.folder
+        # an unreadable DONE counts as one without settings
+        done = (_read_json(folder / DONE) or {}) if (folder / DONE).is_file() else None
+        forced = any(u in running for u in step.upstream)
+        old = started.get(step.name)
+        same_start = isinstance(old, dict) and old.get("hash") == rec["hash"]
+        if done is not None:
+            finished = isinstance(done, dict) and done.get("hash") == rec["hash"]
+            action = "skip" if finished and not forced else "run"
+            reason, own = _why(step.name, done, rec, True)
+        elif same_start:
+            action = "resume" if step.resumable else "run"
+            reason, own = f"{step.name} did not finish", False
+        elif old is not None or (folder.is_dir() and any(folder.iterdir())):
+            action = "run"
+            reason, own = _why(step.name, old, rec, False)
+        else:
+            action, reason, own = "run", "", False
+        if action != "skip":
+            running.add(step.name)
+            if reason:
+                reasons.append((step.name, reason, own))
+        decisions.append(StepDecision(step.name, action, rec, reason if action != "skip" else ""))
+    lines: list[str] = []
+    covered: set[str] = set()
+    for name, reason, own in reasons:
+        if name in covered and not own:
+            continue
+        chain = _downstream(steps, name)
+        covered.update(chain)
+        if next(d for d in decisions if d.name == name).action == "resume":
+            rest = chain[1:]
+            lines.append(
+                f"{reason}: resuming {name}" + (f", redoing {', '.join(rest)}" if rest else "")
+            )
+        else:
+            lines.append(f"{reason}: redoing {', '.join(chain)}")
+    return decisions, lines
+
+
+def _downstream(steps: Sequence[Step], name: str) -> list[str]:
+    """``name`` and every step that depends on it, directly or not, in step order."""
+    chain = [name]
+    for s in steps:
+        if any(u in chain for u in s.upstream) and s.name not in chain:
+            chain.append(s.name)
+    return chain
+
+
+def _clean(folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    elif folder.exists() or folder.is_symlink():
+        folder.unlink()
+
+
+def run_steps(
+    out: Path, steps: Sequence[Step], say: Callable[[str], None] = _say
+) -> tuple[list[str], dict[str, float]]:
+    """Run ``steps`` in order in ``out``, skipping those finished with the same settings.
+
+    Says why earlier outputs are redone (see :func:`decide_steps`). A step that runs first
+    loses the ``DONE`` of everything downstream of it and, unless resumed, its folder; its
+    settings are recorded in ``out/omniad-demo.json`` when it starts and in its
+    ``DONE`` when it finishes, so an interrupted step is redone (or resumed) next time.
+    Returns the names of the steps that ran and the seconds each step took.
+    """
+    decisions, lines = decide_steps(out, steps)
+    for line in lines:
+        say(line)
+    ran: list[str] = []
+    seconds: dict[str, float] = {}
+    by_name = {s.name: s for s in steps}
+    for step, d in zip(steps, decisions, strict=True):
+        t = time.perf_counter()
+        if d.action != "skip":
+            folder = out / step.folder
+            for name in _downstream(steps, step.name)[1:]:
+                (out / by_name[name].folder / DONE).unlink(missing_ok=True)
+            if d.action == "run":
+                _clean(folder)
+            else:
+                (folder / DONE).unlink(missing_ok=True)
+            data = _read_json(out / DEMO_FILE)
+            data = data if isinstance(data, dict) else {"format": DEMO_FORMAT}
+            data["steps"] = {**_started(out), step.name: d.record}
+            _write_json(out / DEMO_FILE, data)
+            folder.mkdir(parents=True, exist_ok=True)
+            step.run(folder)
+            _write_json(folder / DONE, {**d.record, "finished": time.time()})
+            ran.append(step.name)
+        seconds[step.name] = time.perf_counter() - t
+    return ran, seconds
+
+
+def is_demo_folder(out: Path) -> bool:
+    """Whether ``out`` holds a demo run: its ``omniad-demo.json``, or (runs made before
+    that file existed) a step folder with a ``DONE`` marker."""
+    if (out / DEMO_FILE).is_file():
+        return True
+    return any((out / name / DONE).is_file() for name in _LEGACY_STEP_FOLDERS)
+
+
+def claim_folder(out: Path, overwrite: bool = False) -> None:
+    """Make ``out`` ready for a demo run, or raise :class:`DemoError`.
+
+    A new or empty folder, or a demo folder, is accepted; ``overwrite`` first deletes the
+    demo's own files (:data:`DEMO_ENTRIES`; anything else in the folder stays). A file,
+    or a non-empty folder that is not a demo's, is refused and nothing is deleted.
+    """
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"the output {str(out)!r} is a file; give a folder with --out")
+    if out.is_dir() and any(out.iterdir()) and not is_demo_folder(out):
+        raise DemoError(
+            f"{str(out)!r} is not empty and is not an omniad demo folder (no {DEMO_FILE}); "
+            "give a new or empty folder with --out"
+            + ("; --overwrite deletes only a demo folder's files, nothing was deleted"
+               if overwrite else "")
+        )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in DEMO_ENTRIES:
+            _clean(out / name)
+    if not (out / DEMO_FILE).is_file():
+        _write_json(out / DEMO_FILE, {"format": DEMO_FORMAT, "steps": {}})
 
 
 def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
@@ -119,96 +406,88 @@ def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
     return cls(**{**args, **kw})
 
 
-def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> DemoResult:
-    """Run every step (skipping finished ones) and write ``out/report.md``."""
-    import torch
-    from trl import GRPOConfig, ModelConfig, SFTConfig
+def _settings(plan: DemoPlan, *names: str) -> dict[str, Any]:
+    return {n: getattr(plan, n) for n in names}
 
+
+def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
+    """The demo's steps for ``plan`` in ``out`` (nothing runs until :func:`run_steps`)."""
     from omniad_core.inspector import save_spec
     from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
-    from omniad_train import grpo, sft
-    from omniad_train.config import OmniADScriptArguments
-    from omniad_train.data import prepare
-    from omniad_train.evaluation import run_detection, run_mmad
-    from omniad_train.synthetic import generate
-    from omniad_train.vision_pretrain import pretrain_vision
 
-    # The demo model is tiny: its matrices are too small for threads to pay off, and on a
-    # 2-core machine two threads ran SFT 3x slower than one (8 steps: 38 s vs 12 s).
-    torch.set_num_threads(1)
-    plan = plan or DemoPlan.full()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    gen = {"image_size": plan.image_size, "seed": plan.seed, "categories": plan.categories,
-           "progress": True}  # fmt: skip
-    if not _done(out / "data"):
-        _say("1/7 generating synthetic images")
-        (out / "data").mkdir(exist_ok=True)
-        generate(
-            out / "data" / "train",
-            split="train",
-            n_train_good=plan.train_good,
-            n_test_good=plan.train_good,
-            n_test_defect_per_type=plan.train_defects,
-            **gen,
-        )
-        generate(out / "data" / "test", split="test", n_train_good=2, n_test_good=plan.test_good,
-                 n_test_defect_per_type=plan.test_defects, **gen)  # fmt: skip
-        _mark(out / "data")
-    seconds["data"] = time.perf_counter() - t
     train_root, test_root = out / "data" / "train", out / "data" / "test"
-
-    t = time.perf_counter()
-    prepared = out / "prepared"
-    _say("2/7 preparing SFT and GRPO datasets")
-    prepare(prepared, mmad_json=train_root / "mmad.json", image_root=train_root,
-            mvtec_root=train_root / "synth_train", image_size=plan.image_size, grid=plan.grid,
-            seed=plan.seed, verbose=False)  # fmt: skip
-    seconds["prepare"] = time.perf_counter() - t
-
-    built = out / "model-built"
+    prepared, built = out / "prepared", out / "model-built"
     models = {"untrained": out / "model-start", "sft": out / "sft", "sft+grpo": out / "grpo"}
-    if not (built / "model.safetensors").is_file():
+    shape = _settings(plan, "image_size", "grid", "seed")
+
+    def script() -> Any:
+        from omniad_train.config import OmniADScriptArguments
+
+        return OmniADScriptArguments(
+            dataset_path=str(prepared), grid=plan.grid, image_size=plan.image_size,
+            freeze_vision_tower=plan.freeze_vision,
+        )  # fmt: skip
+
+    def data(folder: Path) -> None:
+        from omniad_train.synthetic import generate
+
+        _say("1/7 generating synthetic images")
+        gen = {"image_size": plan.image_size, "seed": plan.seed, "categories": plan.categories,
+               "progress": True}  # fmt: skip
+        generate(folder / "train", split="train", n_train_good=plan.train_good,
+                 n_test_good=plan.train_good, n_test_defect_per_type=plan.train_defects,
+                 **gen)  # fmt: skip
+        generate(folder / "test", split="test", n_train_good=2, n_test_good=plan.test_good,
+                 n_test_defect_per_type=plan.test_defects, **gen)  # fmt: skip
+
+    def prep(folder: Path) -> None:
+        from omniad_train.data import prepare
+
+        _say("2/7 preparing SFT and GRPO datasets")
+        prepare(folder, mmad_json=train_root / "mmad.json", image_root=train_root,
+                mvtec_root=train_root / "synth_train", image_size=plan.image_size,
+                grid=plan.grid, seed=plan.seed, verbose=False)  # fmt: skip
+
+    def build(folder: Path) -> None:
         _say("3/7 building the demo model")
-        build_tiny_qwen2_5_vl(built, TinyConfig.demo(seed=plan.seed))
-    t = time.perf_counter()
-    if not _done(models["untrained"]):
+        build_tiny_qwen2_5_vl(folder, TinyConfig.demo(seed=plan.seed))
+
+    def vision(folder: Path) -> None:
         if plan.vision_steps:
+            from omniad_train.vision_pretrain import pretrain_vision
+
             _say(f"4/7 vision stage 0, {plan.vision_steps} steps")
-            pretrain_vision(built, prepared, models["untrained"], steps=plan.vision_steps,
+            pretrain_vision(built, prepared, folder, steps=plan.vision_steps,
                             learning_rate=plan.vision_lr, seed=plan.seed)  # fmt: skip
         else:
-            shutil.copytree(built, models["untrained"], dirs_exist_ok=True)
-        save_spec(models["untrained"], grid=plan.grid, image_size=plan.image_size)
-        _mark(models["untrained"])
-    seconds["vision"] = time.perf_counter() - t
-    script = OmniADScriptArguments(
-        dataset_path=str(prepared), grid=plan.grid, image_size=plan.image_size,
-        freeze_vision_tower=plan.freeze_vision,
-    )  # fmt: skip
+            shutil.copytree(built, folder, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(DONE))  # fmt: skip
+        save_spec(folder, grid=plan.grid, image_size=plan.image_size)
 
-    t = time.perf_counter()
-    if not _done(models["sft"]):
+    def train_sft(folder: Path) -> None:
+        from trl import ModelConfig, SFTConfig
+
+        from omniad_train import sft
+
         _say(f"5/7 SFT, {plan.sft_steps} steps")
-        sft.main(script, _train_args(SFTConfig, models["sft"], plan, max_steps=plan.sft_steps,
-                                     learning_rate=plan.sft_lr, weight_decay=0.03,
-                                     lr_scheduler_type="cosine", warmup_steps=0.05,
-                                     max_length=2048),
+        sft.main(script(), _train_args(SFTConfig, folder, plan, max_steps=plan.sft_steps,
+                                       learning_rate=plan.sft_lr, weight_decay=0.03,
+                                       lr_scheduler_type="cosine", warmup_steps=0.05,
+                                       max_length=2048),
                  ModelConfig(model_name_or_path=str(models["untrained"])))  # fmt: skip
-        _mark(models["sft"])
-    seconds["sft"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    if not _done(models["sft+grpo"]):
+    def train_grpo(folder: Path) -> None:
+        from trl import GRPOConfig, ModelConfig
+
+        from omniad_train import grpo
+
         _say(
             f"6/7 GRPO, {plan.grpo_steps} steps x {plan.grpo_batch // plan.generations} "
             f"prompts x {plan.generations} completions"
         )
         trainer = grpo.main(
-            script,
-            _train_args(GRPOConfig, models["sft+grpo"], plan, max_steps=plan.grpo_steps,
+            script(),
+            _train_args(GRPOConfig, folder, plan, max_steps=plan.grpo_steps,
                         learning_rate=plan.grpo_lr, weight_decay=0.1,
                         num_generations=plan.generations, temperature=plan.temperature,
                         beta=plan.kl_beta,
@@ -217,28 +496,99 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan | None = None) -> Dem
             ModelConfig(model_name_or_path=str(models["sft"])),
         )  # fmt: skip
         history = [h for h in trainer.state.log_history if "reward" in h]
-        (models["sft+grpo"] / "reward_history.json").write_text(json.dumps(history, indent=1))
-        _mark(models["sft+grpo"])
-    seconds["grpo"] = time.perf_counter() - t
+        (folder / "reward_history.json").write_text(json.dumps(history, indent=1))
 
-    t = time.perf_counter()
+    def evaluate(stage: str) -> Callable[[Path], None]:
+        def run(folder: Path) -> None:
+            from omniad_train.evaluation import run_detection, run_mmad
+
+            _say(f"7/7 evaluating the {stage} model")
+            kw = {"batch_size": plan.batch, "max_new_tokens": plan.max_new_tokens,
+                  "image_size": plan.image_size, "grid": plan.grid, "progress": True}  # fmt: skip
+            path = models[stage]
+            det = run_detection(path, test_root / "synth", folder / "detection", save_masks=8,
+                                **kw)  # fmt: skip
+            mm = run_mmad(path, test_root / "mmad.json", test_root, folder / "mmad",
+                          limit=plan.mmad_limit, **kw)  # fmt: skip
+            metrics = _summary(det.report or {}, mm.report or {})
+            metrics.update(mean_detection_reward(det.results))
+            _write_json(folder / "metrics.json", metrics)
+
+        return run
+
+    data_keys = ("image_size", "seed", "categories", "train_good", "train_defects",
+                 "test_good", "test_defects")  # fmt: skip
+    vision_keys = ("vision_steps", "vision_lr")
+    sft_keys = ("sft_steps", "sft_lr", "batch", "freeze_vision")
+    grpo_keys = ("grpo_steps", "grpo_lr", "generations", "grpo_batch", "temperature",
+                 "kl_beta", "max_new_tokens", "freeze_vision")  # fmt: skip
+    eval_keys = ("batch", "max_new_tokens", "image_size", "grid", "mmad_limit")
+    steps = [
+        Step("data", "data", _settings(plan, *data_keys), data),
+        Step("prepare", "prepared", shape, prep, ("data",), resumable=True),
+        Step("build", "model-built", _settings(plan, "seed"), build),
+        Step(
+            "stage 0",
+            "model-start",
+            {**shape, **_settings(plan, *vision_keys)},
+            vision,
+            ("build", "prepare"),
+        ),
+        Step(
+            "sft", "sft", {**shape, **_settings(plan, *sft_keys)}, train_sft, ("stage 0", "prepare")
+        ),
+        Step(
+            "sft+grpo",
+            "grpo",
+            {**shape, **_settings(plan, *grpo_keys)},
+            train_grpo,
+            ("sft", "prepare"),
+        ),
+    ]
+    upstream = {"untrained": "stage 0", "sft": "sft", "sft+grpo": "sft+grpo"}
+    for stage in STAGES:
+        folder = f"eval/{stage.replace('+', '_')}"
+        steps.append(Step(f"eval {stage}", folder, _settings(plan, *eval_keys),
+                          evaluate(stage), (upstream[stage], "data"), resumable=True))  # fmt: skip
+    return steps
+
+
+def run_demo(
+    out: str | Path = "runs/demo", plan: DemoPlan | None = None, *, overwrite: bool = False
+) -> DemoResult:
+    """Run every step (skipping those finished with the same settings), write ``out/report.md``.
+
+    Each step records the part of the plan it depends on; when the plan changed, the
+    steps it invalidates and everything downstream of them are redone from clean folders,
+    and one line per step says so. ``overwrite`` first deletes the folder's demo files.
+
+    Raises
+    ------
+    DemoError
+        ``out`` is a file, or a non-empty folder that is not a demo's (nothing is deleted).
+    """
+    out = Path(out)
+    claim_folder(out, overwrite)
+    import torch
+
+    # The demo model is tiny: its matrices are too small for threads to pay off, and on a
+    # 2-core machine two threads ran SFT 3x slower than one (8 steps: 38 s vs 12 s).
+    torch.set_num_threads(1)
+    plan = plan or DemoPlan.full()
+    steps = demo_steps(out, plan)
+    ran, took = run_steps(out, steps)
+    seconds = {"data": took["data"], "prepare": took["prepare"], "build": took["build"],
+               "vision": took["stage 0"], "sft": took["sft"], "grpo": took["sft+grpo"],
+               "evaluate": sum(took[f"eval {s}"] for s in STAGES)}  # fmt: skip
+    models = {"untrained": out / "model-start", "sft": out / "sft", "sft+grpo": out / "grpo"}
     metrics: dict[str, dict[str, float]] = {}
-    for stage, path in models.items():
-        _say(f"7/7 evaluating the {stage} model")
-        ev = out / "eval" / stage.replace("+", "_")
-        kw = {"batch_size": plan.batch, "max_new_tokens": plan.max_new_tokens,
-              "image_size": plan.image_size, "grid": plan.grid, "progress": True}  # fmt: skip
-        det = run_detection(path, test_root / "synth", ev / "detection", save_masks=8, **kw)
-        mm = run_mmad(path, test_root / "mmad.json", test_root, ev / "mmad",
-                      limit=plan.mmad_limit, **kw)  # fmt: skip
-        metrics[stage] = _summary(det.report or {}, mm.report or {})
-        metrics[stage].update(mean_detection_reward(det.results))
-    seconds["evaluate"] = time.perf_counter() - t
-
+    for stage in STAGES:
+        got = _read_json(out / "eval" / stage.replace("+", "_") / "metrics.json")
+        metrics[stage] = got if isinstance(got, dict) else {}
     report = _write_report(out, plan, metrics, seconds, models)
     best = max(("sft", "sft+grpo"), key=lambda s: _score(metrics[s]))
     _say(f"report: {report}")
-    return DemoResult(out, report, models[best], best, plan, metrics, seconds)
+    return DemoResult(out, report, models[best], best, plan, metrics, seconds, ran)
 
 
 def _score(m: dict[str, float]) -> float:
@@ -404,6 +754,8 @@ def _write_report(
     for r in rows:
         vals = [metrics.get(s, {}).get(r) for s in STAGES]
         lines.append(f"| {r} | " + " | ".join(_fmt(r, v) for v in vals) + " |")
+    for stale in ("grpo_rewards.png", "overlays"):  # from a run with another plan
+        _clean(out / stale)
     hist_path = models["sft+grpo"] / "reward_history.json"
     if hist_path.is_file():
         hist = json.loads(hist_path.read_text())
@@ -482,13 +834,24 @@ def export_model(result: DemoResult, dest: str | Path) -> Path:
 
 
 def demo_main(argv: Sequence[str] | None = None) -> int:
-    """``omniad demo [--quick] [--out DIR] [--seed N] [--export DIR]``."""
+    """``omniad demo [--quick] [--out DIR] [--seed N] [--overwrite] [--export DIR]``."""
     import argparse
+    import sys
 
     p = argparse.ArgumentParser(prog="omniad demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a ~2-minute version with tiny sizes")
-    p.add_argument("--out", default="runs/demo", help="output folder (re-running resumes)")
+    p.add_argument(
+        "--out",
+        default="runs/demo",
+        help="output folder (re-running resumes; steps whose settings changed are redone)",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="first delete the demo files of an earlier run in --out (refused for a "
+        "folder that is not a demo's)",
+    )
     p.add_argument(
         "--export",
         metavar="DIR",
@@ -498,7 +861,18 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     plan = (DemoPlan.quick if a.quick else DemoPlan.full)(seed=a.seed)
     t0 = time.perf_counter()
-    result = run_demo(a.out, plan)
+    try:
+        result = run_demo(a.out, plan, overwrite=a.overwrite)
+    except DemoError as exc:
+        print(f"omniad demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "omniad demo: interrupted; finished steps are kept, run the same command again "
+            "to go on from the step that was interrupted",
+            file=sys.stderr,
+        )
+        return 130
     _say(f"finished in {time.perf_counter() - t0:.0f} s; best model: {result.best_model}")
     if a.export:
         _say(f"exported the best model to {export_model(result, a.export)}")

@@ -38,6 +38,8 @@ def test_smallest_demo_runs_to_its_report_and_resumes(tmp_path):
     assert Inspector.from_pretrained(exported).grid == textmask.Grid(8, 8)
     # a second run skips the finished training steps
     again = run_demo(tmp_path / "demo", plan)
+    assert again.ran == []  # every step finished with these settings
+    assert again.metrics == result.metrics  # read back from the finished evaluations
     assert again.seconds["sft"] < 1.0 and again.seconds["grpo"] < 1.0
     assert again.seconds["vision"] < 1.0
 
