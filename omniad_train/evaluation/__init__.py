@@ -16,6 +16,7 @@ Importing this package does not import torch; loading a model does.  See
 """
 
 from omniad_train.evaluation.common import (
+    EvalInterrupted,
     EvalResult,
     IncompleteRunError,
     Item,
@@ -41,8 +42,10 @@ from omniad_train.evaluation.runlog import (
     resolve_shard,
     shard_slice,
 )
+from omniad_train.evaluation.schema import check_line, line_validator
 
 __all__ = [
+    "EvalInterrupted",
     "EvalResult",
     "IncompleteRunError",
     "Item",
@@ -51,11 +54,13 @@ __all__ = [
     "RunLog",
     "RunLogLockedError",
     "build_report",
+    "check_line",
     "collect_detection_items",
     "collect_mmad_items",
     "compare_detection",
     "compare_mmad",
     "detection_meter",
+    "line_validator",
     "load_paper_numbers",
     "merge_shards",
     "mmad_meter",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from omniad_train.evaluation.common import (
+    EvalInterrupted,
     EvalResult,
     IncompleteRunError,
     RunConfigError,
@@ -21,7 +22,14 @@ from omniad_train.evaluation.common import (
 )
 from omniad_train.evaluation.runlog import RunLogLockedError
 
-__all__ = ["add_model_args", "add_run_args", "common_kwargs", "main", "merge_main"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "add_model_args",
+    "add_run_args",
+    "common_kwargs",
+    "main",
+    "merge_main",
+]
 
 _USAGE = """usage: python -m omniad_train.evaluation {mmad,detection,merge} [options]
 
@@ -149,7 +157,7 @@ def _setup_logging() -> None:
 
 
 _ERRORS = (
-    FileNotFoundError,
+    OSError,  # FileNotFoundError, a checkpoint or hub id that cannot be loaded, a full disk
     ValueError,
     TypeError,
     RunConfigError,
@@ -158,13 +166,33 @@ _ERRORS = (
 )
 
 
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+def _error(exc: BaseException) -> str:
+    """``error: ...`` on one line (library messages may span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"error: {text}"
+
+
+def _interrupted(exc: KeyboardInterrupt) -> str:
+    if isinstance(exc, EvalInterrupted):
+        return str(exc)
+    return "interrupted; finished items are saved: re-run the same command to resume"
+
+
 def run_cli(call: Callable[[], EvalResult], args: argparse.Namespace) -> int:
-    """Run a runner call, turning expected errors into exit code 1."""
+    """Run a runner call, turning expected errors into exit code 1 and Ctrl-C into a
+    summary of what is saved (exit code 130)."""
     _setup_logging()
     try:
         result = call()
+    except KeyboardInterrupt as exc:
+        print(_interrupted(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except _ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error(exc), file=sys.stderr)
         return 1
     i, n = result.shard
     print(
@@ -188,8 +216,11 @@ def finish_merge(args: argparse.Namespace) -> int:
         options["image_decision"] = args.image_decision
     try:
         report = build_report(args.out, allow_partial=args.allow_partial, **options)
+    except KeyboardInterrupt:
+        print("interrupted; the results are untouched: run the merge again", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except _ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_error(exc), file=sys.stderr)
         return 1
     print(report["markdown_summary"])
     print(f"report: {args.out}/report.md")

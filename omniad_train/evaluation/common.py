@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -32,21 +33,27 @@ from typing import Any, Protocol
 
 from omniad_train.data.records import Record
 from omniad_train.evaluation.runlog import (
+    LogRepair,
     RunLog,
+    RunLogLockedError,
+    Validator,
     atomic_write_text,
     read_jsonl,
     resolve_shard,
     selection_sha256,
     shard_slice,
 )
+from omniad_train.evaluation.schema import KINDS, line_validator
 
 __all__ = [
+    "EvalInterrupted",
     "EvalResult",
     "IncompleteRunError",
     "Item",
     "RunConfigError",
     "SkipItem",
     "build_report",
+    "check_model",
     "execute",
     "merge_shards",
     "model_settings",
@@ -67,6 +74,37 @@ class RunConfigError(ValueError):
 
 class IncompleteRunError(RuntimeError):
     """Not every shard of a sharded run has finished."""
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; what was finished is saved and re-running resumes.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still stops.
+
+    Attributes
+    ----------
+    results : Path
+        The JSONL holding the finished items.
+    n_done, n_items : int
+        Items of this shard with a line in ``results``, and items in the shard.
+    shard : (index, num_shards)
+    """
+
+    def __init__(
+        self,
+        results: Path,
+        n_done: int,
+        n_items: int,
+        shard: tuple[int, int],
+        overwrite: bool = False,
+    ) -> None:
+        self.results, self.n_done, self.n_items, self.shard = results, n_done, n_items, shard
+        where = "" if shard[1] == 1 else f"shard {shard[0]}/{shard[1]}: "
+        again = "the same command without --overwrite" if overwrite else "the same command"
+        super().__init__(
+            f"{where}interrupted: {n_done} of {n_items} items finished, saved to {results}; "
+            f"re-run {again} to resume"
+        )
 
 
 class SkipItem(Exception):
@@ -301,6 +339,23 @@ def model_settings(model: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def check_model(model: Any) -> None:
+    """Fail at once, before any work, on a model argument that cannot be loaded.
+
+    A path-like argument (``runs/omniad-7b``, ``./ckpt``) that does not exist raises
+    FileNotFoundError with a one-line message, instead of being tried as a hub id.  The
+    check is :func:`omniad_core.inspector.check_model_location` (skipped when the
+    installed ``omniad_core`` does not provide it); an Inspector passes as is.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    from omniad_core import inspector
+
+    check = getattr(inspector, "check_model_location", None)
+    if check is not None:
+        check(model)
+
+
 def _default_device() -> str | None:
     import torch
 
@@ -335,44 +390,81 @@ def load_inspector(model: Any, overrides: dict[str, Any], device: str | None = N
 
 
 # --------------------------------------------------------------------------- run files
-def _prepare_out_dir(
+def _check_run(
+    out_dir: Path, kind: str, fingerprint: dict[str, Any], num_shards: int, overwrite: bool
+) -> dict[str, Any] | None:
+    """The folder's ``run.json`` (None if none); RunConfigError when it holds a run with
+    other settings and ``overwrite`` is False.  Reads only."""
+    old = read_json(out_dir / RUN_FILE)
+    if old is not None and not isinstance(old, dict):
+        raise RunConfigError(
+            f"{out_dir / RUN_FILE} is not a run file (a JSON object); delete it to start over"
+        )
+    if old is None or overwrite:
+        return old
+    differ = []
+    if old.get("kind") != kind:
+        differ.append(f"kind: {old.get('kind')!r} -> {kind!r}")
+    if old.get("num_shards") != num_shards:
+        differ.append(f"num_shards: {old.get('num_shards')!r} -> {num_shards!r}")
+    old_fp = old.get("fingerprint", {})
+    old_fp = old_fp if isinstance(old_fp, dict) else {}
+    for k in sorted(set(old_fp) | set(fingerprint)):
+        if json_safe(old_fp.get(k)) != json_safe(fingerprint.get(k)):
+            differ.append(f"{k}: {old_fp.get(k)!r} -> {fingerprint.get(k)!r}")
+    if differ:
+        raise RunConfigError(
+            f"{out_dir} holds a run with other settings ({'; '.join(differ)}); resume it "
+            "with the same settings, choose another output folder, or pass overwrite=True "
+            "(--overwrite) to discard its results"
+        )
+    return old
+
+
+def _hold_merged(out_dir: Path, shard: tuple[int, int], overwrite: bool) -> RunLog | None:
+    """``--overwrite`` of shard 0 of a sharded run deletes the merged ``results.jsonl``:
+    take its lock first, so a live single-process run writing it is never robbed of
+    its file (RunLogLockedError instead)."""
+    shard_index, num_shards = shard
+    merged = out_dir / RESULTS_FILE
+    if not (overwrite and num_shards > 1 and shard_index == 0 and merged.exists()):
+        return None
+    guard = RunLog(merged)
+    try:
+        guard.acquire()
+    except RunLogLockedError:
+        raise RunLogLockedError(
+            f"another process is writing {merged}; --overwrite does not delete the results "
+            "of a live run: wait for it to finish (or stop it), or choose another --out"
+        ) from None
+    return guard
+
+
+def _clear_shard(out_dir: Path, shard: tuple[int, int]) -> None:
+    """``--overwrite``: delete this shard's results (the caller holds their lock) and,
+    for shard 0, the merged results (locked by :func:`_hold_merged`) and the report."""
+    shard_index, num_shards = shard
+    results_path(out_dir, shard_index, num_shards).unlink(missing_ok=True)
+    done_path(out_dir, shard_index).unlink(missing_ok=True)
+    if shard_index == 0:
+        for name in (RESULTS_FILE, "report.md", "report.json"):
+            (out_dir / name).unlink(missing_ok=True)
+
+
+def _write_run(
     out_dir: Path,
+    old: dict[str, Any] | None,
+    *,
     kind: str,
     fingerprint: dict[str, Any],
     config: dict[str, Any],
     report_options: dict[str, Any],
-    shard: tuple[int, int],
+    num_shards: int,
     overwrite: bool,
     selection: str,
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shard_index, num_shards = shard
-    run_file = out_dir / RUN_FILE
-    old = read_json(run_file)
-    if old is not None and not overwrite:
-        differ = []
-        if old.get("kind") != kind:
-            differ.append(f"kind: {old.get('kind')!r} -> {kind!r}")
-        if old.get("num_shards") != num_shards:
-            differ.append(f"num_shards: {old.get('num_shards')!r} -> {num_shards!r}")
-        old_fp = old.get("fingerprint", {})
-        for k in sorted(set(old_fp) | set(fingerprint)):
-            if json_safe(old_fp.get(k)) != json_safe(fingerprint.get(k)):
-                differ.append(f"{k}: {old_fp.get(k)!r} -> {fingerprint.get(k)!r}")
-        if differ:
-            raise RunConfigError(
-                f"{out_dir} holds a run with other settings ({'; '.join(differ)}); resume it "
-                "with the same settings, choose another output folder, or pass overwrite=True "
-                "(--overwrite) to discard its results"
-            )
-    if overwrite:
-        for p in (results_path(out_dir, shard_index, num_shards), done_path(out_dir, shard_index)):
-            p.unlink(missing_ok=True)
-        if shard_index == 0:
-            for name in (RESULTS_FILE, "report.md", "report.json"):
-                (out_dir / name).unlink(missing_ok=True)
     write_json(
-        run_file,
+        out_dir / RUN_FILE,
         {
             "format": RUN_FORMAT,
             "kind": kind,
@@ -413,6 +505,20 @@ def shard_status(out_dir: str | os.PathLike[str]) -> tuple[list[int], list[dict[
     return missing, [m for m in markers if isinstance(m, dict)]
 
 
+def _report_validator(run: dict[str, Any]) -> Validator | None:
+    kind = run.get("kind")
+    return line_validator(kind, full=False) if kind in KINDS else None
+
+
+def _warn_repair(path: Path, repair: LogRepair, action: str) -> None:
+    """Log one ``FILE:LINE: reason`` warning per line that could not be used."""
+    if repair.clean:
+        return
+    log.warning("%s: %s %s", path, repair.describe(), action)
+    for problem in repair.problems(path):
+        log.warning("  %s", problem)
+
+
 def merge_shards(out_dir: str | os.PathLike[str], *, allow_partial: bool = False) -> Path:
     """Combine ``results.rank{i}.jsonl`` into ``results.jsonl`` (sorted, one line per id).
 
@@ -433,8 +539,12 @@ def merge_shards(out_dir: str | os.PathLike[str], *, allow_partial: bool = False
             "--shard_index i --num_shards n) or merge with allow_partial=True (--allow_partial)"
         )
     lines: dict[str, dict[str, Any]] = {}
+    validate = _report_validator(run)
     for i in range(n):
-        for line in read_jsonl(results_path(out, i, n))[0]:
+        path = results_path(out, i, n)
+        found, repair = read_jsonl(path, validate)
+        _warn_repair(path, repair, "left out of the merge")
+        for line in found:
             lines.setdefault(line["id"], line)
     ordered = sorted(lines.values(), key=lambda d: (d.get("index", math.inf), d["id"]))
     text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in ordered)
@@ -462,7 +572,8 @@ def build_report(
             f"shard(s) {missing} of the run in {out} have not finished; finish them or pass "
             "allow_partial=True (--allow_partial) for a report on what is there"
         )
-    lines = read_jsonl(out / RESULTS_FILE)[0]
+    lines, repair = read_jsonl(out / RESULTS_FILE, _report_validator(run))
+    _warn_repair(out / RESULTS_FILE, repair, "left out of the report")
     opts = dict(run.get("report_options", {}))
     opts.update({k: v for k, v in options.items() if v is not None})
     status = {
@@ -471,6 +582,7 @@ def build_report(
         "num_shards": run["num_shards"],
         "n_items": sum(int(m.get("n_items", 0)) for m in markers) if not missing else None,
         "n_lines": len(lines),
+        "unreadable_lines": repair.problems(out / RESULTS_FILE, limit=100),
     }
     if run["kind"] == "mmad":
         from omniad_train.evaluation.mmad import mmad_report
@@ -574,6 +686,14 @@ def _batches(
         yield group, skipped, ready
 
 
+def _interrupted(
+    path: Path, mine: list[Item], shard: tuple[int, int], validate: Validator, overwrite: bool
+) -> EvalInterrupted:
+    """What Ctrl-C left: the shard's items that have a line on disk."""
+    ids = {d["id"] for d in read_jsonl(path, validate)[0]}
+    return EvalInterrupted(path, sum(1 for it in mine if it.id in ids), len(mine), shard, overwrite)
+
+
 def execute(
     *,
     kind: str,
@@ -592,64 +712,140 @@ def execute(
     unit: str,
     verbose: bool,
 ) -> EvalResult:
-    """Run this process's shard of ``items``, resuming from its JSONL; report when complete."""
+    """Run this process's shard of ``items``, resuming from its JSONL; report when complete.
+
+    Order of work: the shard's log is locked first (a second process is refused before
+    it touches anything); the folder's settings are checked and the log is read (no
+    writes); the model is loaded when the first batch needs it; only then are the
+    folder's files changed (``--overwrite`` clears them, ``run.json`` is written, the
+    log is repaired).  A model that fails to load leaves the folder as it was.  Ctrl-C
+    raises :class:`EvalInterrupted` (a ``KeyboardInterrupt``) saying what is saved.
+    """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     out = Path(out_dir)
     shard = resolve_shard(shard_index, num_shards)
     i, n = shard
     sel_sha = selection_sha256(it.id for it in items)
-    _prepare_out_dir(out, kind, fingerprint, config, report_options, shard, overwrite, sel_sha)
     mine = shard_slice(items, i, n)
     path = results_path(out, i, n)
-    t0 = time.perf_counter()
-    n_new = 0
-    with RunLog(path) as runlog:
-        if not runlog.repair.clean:
-            log.warning("%s: dropped %s; those items are redone", path, runlog.repair.describe())
-        retry = [
-            it.id for it in mine if runlog.done.get(it.id, {}).get("status") == "skipped"
-        ]  # bad inputs are re-checked: a fixed file is picked up, a bad one skipped again
-        runlog.discard(retry)
-        todo = [it for it in mine if it.id not in runlog.done]
+    validate = line_validator(kind)
+    runlog = RunLog(path, validate=validate)
+    try:
+        with contextlib.ExitStack() as stack:
+            runlog.acquire()  # before anything in the folder is read, deleted or written
+            stack.callback(runlog.close)
+            old = _check_run(out, kind, fingerprint, n, overwrite)
+            merged_guard = _hold_merged(out, shard, overwrite)
+            if merged_guard is not None:
+                stack.callback(merged_guard.close)
+            return _run_shard(
+                runlog, old, kind=kind, task=task, mine=mine, out=out, shard=shard,
+                sel_sha=sel_sha, model_factory=model_factory, fingerprint=fingerprint,
+                config=config, report_options=report_options, batch_size=batch_size,
+                progress=progress, overwrite=overwrite, unit=unit, verbose=verbose,
+                merged_guard=merged_guard,
+            )  # fmt: skip
+    except EvalInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise _interrupted(path, mine, shard, validate, overwrite) from None
+
+
+def _run_shard(
+    runlog: RunLog,
+    old: dict[str, Any] | None,
+    *,
+    kind: str,
+    task: Task,
+    mine: list[Item],
+    out: Path,
+    shard: tuple[int, int],
+    sel_sha: str,
+    model_factory: Callable[[], Any],
+    fingerprint: dict[str, Any],
+    config: dict[str, Any],
+    report_options: dict[str, Any],
+    batch_size: int,
+    progress: bool,
+    overwrite: bool,
+    unit: str,
+    verbose: bool,
+    merged_guard: RunLog | None,
+) -> EvalResult:
+    i, n = shard
+    path = runlog.path
+    if overwrite:
+        finished: set[str] = set()
+    else:
+        lines_on_disk, repair = read_jsonl(path, runlog.validate)
+        if not repair.clean:
+            _warn_repair(path, repair, "dropped; those items are redone")
+        # bad inputs are re-checked: a fixed file is picked up, a bad one skipped again
+        finished = {d["id"] for d in lines_on_disk if d.get("status") != "skipped"}
+    todo = [it for it in mine if it.id not in finished]
+    log.info(
+        "%s shard %d/%d: %d items, %d already done, %d to do",
+        kind, i, n, len(mine), len(mine) - len(todo), len(todo),
+    )  # fmt: skip
+
+    def commit() -> None:
+        """The first write to the folder: after the model loaded (or was not needed)."""
+        current = old if overwrite else _check_run(out, kind, fingerprint, n, overwrite)
+        if overwrite:
+            _clear_shard(out, shard)
+            if merged_guard is not None:
+                merged_guard.close()
+        _write_run(
+            out, current, kind=kind, fingerprint=fingerprint, config=config,
+            report_options=report_options, num_shards=n, overwrite=overwrite, selection=sel_sha,
+        )  # fmt: skip
+        runlog.open()
+        runlog.discard(it.id for it in todo)
         if todo:
             done_path(out, i).unlink(missing_ok=True)
-        log.info(
-            "%s shard %d/%d: %d items, %d already done, %d to do",
-            kind, i, n, len(mine), len(mine) - len(todo), len(todo),
-        )  # fmt: skip
-        from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=len(mine),
-            initial=len(mine) - len(todo),
-            desc=kind if n == 1 else f"{kind} {i}/{n}",
-            unit=unit,
-            disable=not progress,
-            dynamic_ncols=True,
-            smoothing=0.1,
-        )
-        inspector = None
-        had_success = False
-        n_skipped = 0
-        try:
-            for group, lines, ready in _batches(todo, task, batch_size):
-                if ready:
-                    if inspector is None:
-                        inspector = model_factory()
-                    answered, had_success = _generate(inspector, task, ready, had_success)
-                    lines.update(answered)
-                n_skipped += sum(1 for v in lines.values() if v.get("status") == "skipped")
-                runlog.append(lines[it.id] for it in group)
-                n_new += len(group)
-                bar.update(len(group))
-                if n_skipped:
-                    bar.set_postfix(skipped=n_skipped, refresh=False)
-        finally:
-            bar.close()
-        n_lines = sum(1 for it in mine if it.id in runlog.done)
-        if n_new:  # resumed items and re-checked inputs were appended: restore item order
-            runlog.sort(key=lambda d: (d.get("index", math.inf), d["id"]))
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    n_new = 0
+    bar = tqdm(
+        total=len(mine),
+        initial=len(mine) - len(todo),
+        desc=kind if n == 1 else f"{kind} {i}/{n}",
+        unit=unit,
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+    inspector = None
+    had_success = False
+    n_skipped = 0
+    committed = False
+    try:
+        for group, lines, ready in _batches(todo, task, batch_size):
+            if ready and inspector is None:
+                inspector = model_factory()
+            if not committed:
+                commit()
+                committed = True
+            if ready:
+                answered, had_success = _generate(inspector, task, ready, had_success)
+                lines.update(answered)
+            n_skipped += sum(1 for v in lines.values() if v.get("status") == "skipped")
+            runlog.append(lines[it.id] for it in group)
+            n_new += len(group)
+            bar.update(len(group))
+            if n_skipped:
+                bar.set_postfix(skipped=n_skipped, refresh=False)
+        if not committed:  # nothing to do: refresh run.json, repair the log
+            commit()
+    finally:
+        bar.close()
+    n_lines = sum(1 for it in mine if it.id in runlog.done)
+    if n_new:  # resumed items and re-checked inputs were appended: restore item order
+        runlog.sort(key=lambda d: (d.get("index", math.inf), d["id"]))
+    runlog.close()
     elapsed = time.perf_counter() - t0
     if n_lines == len(mine):
         write_json(

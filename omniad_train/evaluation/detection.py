@@ -43,6 +43,7 @@ from omniad_train.evaluation.common import (
     Item,
     SkipItem,
     base_line,
+    check_model,
     execute,
     load_inspector,
     model_settings,
@@ -319,6 +320,7 @@ def run_detection(
         raise ValueError(f"image_decision must be 'answer' or 'seg', got {image_decision!r}")
     if save_masks < 0:
         raise ValueError(f"save_masks must be >= 0, got {save_masks}")
+    check_model(model)  # a mistyped path fails here, before anything is read or written
     overrides = {
         "max_new_tokens": max_new_tokens,
         "grid": grid,

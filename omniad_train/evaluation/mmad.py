@@ -30,6 +30,7 @@ from omniad_train.evaluation.common import (
     Item,
     SkipItem,
     base_line,
+    check_model,
     execute,
     load_inspector,
     model_settings,
@@ -55,8 +56,12 @@ def reject_kind(reason: str) -> str:
     'missing_image'
     >>> reject_kind("the question has no options; a multiple-choice question needs options")
     'options'
+    >>> reject_kind('bad entry in mmad.json: "similar_templates" must be a list of texts')
+    'input'
     """
     r = reason.lower()
+    if r.startswith(("bad entry", "bad question", "the entry must be", "the question must be")):
+        return "input"  # a field of the wrong type; the reason names the field
     if "image file not found" in r:
         return "missing_image"
     if "mask" in r:
@@ -251,6 +256,7 @@ def run_mmad(
         raise ValueError(f"shots must be 0 or 1, got {shots!r}")
     if reference_from not in ("similar", "random"):
         raise ValueError(f"reference_from must be 'similar' or 'random', got {reference_from!r}")
+    check_model(model)  # a mistyped path fails here, before anything is read or written
     overrides = {
         "max_new_tokens": max_new_tokens,
         "grid": grid,

@@ -5,11 +5,14 @@ A run writes one JSON object per line, one line per finished item, each with a u
 
 - lines are appended a batch at a time, flushed and ``fsync``-ed, so a killed process
   loses at most the batch it was generating;
-- on opening, a partial last line (the process died mid-write), corrupt lines and
-  repeated ids are detected and dropped (the first line of an id wins); the file is
-  rewritten atomically when that happens, and the dropped items are simply redone;
+- on opening, a partial last line (the process died mid-write), corrupt lines,
+  lines a ``validate`` function rejects (e.g. a line holding only an ``"id"``) and
+  repeated ids are detected and dropped (the first valid line of an id wins); the file
+  is rewritten atomically when that happens, and the dropped items are simply redone;
 - an exclusive lock (POSIX ``flock`` on a ``.lock`` file next to the log) stops two
-  processes from appending to the same file.
+  processes from appending to the same file; :meth:`RunLog.acquire` takes it before
+  anything is read or written, so a caller can check or clear a run folder while no
+  other process can use the log.
 
 Sharding splits an ordered item list into ``num_shards`` disjoint, deterministic
 slices (item ``k`` goes to shard ``k % num_shards``); :func:`resolve_shard` reads the
@@ -40,6 +43,7 @@ __all__ = [
     "LogRepair",
     "RunLog",
     "RunLogLockedError",
+    "Validator",
     "atomic_write_text",
     "read_jsonl",
     "resolve_shard",
@@ -48,6 +52,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: A line check: None for a usable line, else what is wrong with it (one short phrase).
+Validator = Callable[[Mapping[str, Any]], str | None]
 
 
 @dataclass(frozen=True)
@@ -61,17 +68,23 @@ class LogRepair:
     corrupt_lines : tuple of int
         1-based numbers of lines that were not a JSON object with a string ``"id"``.
     duplicate_ids : tuple of str
-        Ids seen again after their first line.
+        Ids seen again after their first valid line.
+    invalid_lines : tuple of (int, str)
+        1-based line numbers of JSON objects with an ``"id"`` that the log's validator
+        rejected, each with the reason (e.g. a missing field or an unknown status).
     """
 
     partial_last_line: bool = False
     corrupt_lines: tuple[int, ...] = ()
     duplicate_ids: tuple[str, ...] = ()
+    invalid_lines: tuple[tuple[int, str], ...] = ()
 
     @property
     def clean(self) -> bool:
         """True when nothing had to be dropped."""
-        return not (self.partial_last_line or self.corrupt_lines or self.duplicate_ids)
+        return not (
+            self.partial_last_line or self.corrupt_lines or self.duplicate_ids or self.invalid_lines
+        )
 
     def describe(self) -> str:
         """A one-line summary for logs."""
@@ -82,18 +95,39 @@ class LogRepair:
             parts.append(
                 f"{len(self.corrupt_lines)} corrupt line(s) {list(self.corrupt_lines)[:5]}"
             )
+        if self.invalid_lines:
+            parts.append(
+                f"{len(self.invalid_lines)} invalid line(s) "
+                f"{[n for n, _ in self.invalid_lines][:5]}"
+            )
         if self.duplicate_ids:
             parts.append(f"{len(self.duplicate_ids)} repeated id(s)")
         return ", ".join(parts) if parts else "nothing"
 
+    def problems(self, path: str | os.PathLike[str], limit: int = 20) -> list[str]:
+        """One ``FILE:LINE: what is wrong`` message per dropped line (at most ``limit``).
 
-def _parse(data: bytes) -> tuple[list[dict[str, Any]], LogRepair, bool]:
-    """Good lines (first per id), what was wrong, and whether the text needs rewriting."""
+        >>> LogRepair(corrupt_lines=(2,), invalid_lines=((3, "no 'status'"),)).problems("r")
+        ['r:2: not a JSON object with a string "id"', "r:3: no 'status'"]
+        """
+        found = [(n, 'not a JSON object with a string "id"') for n in self.corrupt_lines]
+        found += list(self.invalid_lines)
+        out = [f"{os.fspath(path)}:{n}: {why}" for n, why in sorted(found)]
+        if len(out) > limit:
+            out = [*out[:limit], f"... and {len(out) - limit} more"]
+        return out
+
+
+def _parse(
+    data: bytes, validate: Validator | None = None
+) -> tuple[list[dict[str, Any]], LogRepair, bool]:
+    """Good lines (first valid one per id), what was wrong, and whether to rewrite."""
     pieces = data.split(b"\n")
     tail = pieces.pop()  # b"" when the data ends with a newline
     good: list[dict[str, Any]] = []
     seen: set[str] = set()
     corrupt: list[int] = []
+    invalid: list[tuple[int, str]] = []
     dups: list[str] = []
     partial = False
     entries = [(k + 1, p, True) for k, p in enumerate(pieces)]
@@ -112,21 +146,28 @@ def _parse(data: bytes) -> tuple[list[dict[str, Any]], LogRepair, bool]:
             else:
                 partial = True
             continue
+        problem = validate(obj) if validate is not None else None
+        if problem is not None:
+            invalid.append((lineno, f"id {obj['id']!r}: {problem}"))
+            continue
         if obj["id"] in seen:
             dups.append(obj["id"])
             continue
         seen.add(obj["id"])
         good.append(obj)
-    repair = LogRepair(partial, tuple(corrupt), tuple(dups))
+    repair = LogRepair(partial, tuple(corrupt), tuple(dups), tuple(invalid))
     blank_lines = any(not p.strip() for p in pieces)
     needs_rewrite = not repair.clean or bool(tail) or blank_lines
     return good, repair, needs_rewrite
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], LogRepair]:
+def read_jsonl(
+    path: str | os.PathLike[str], validate: Validator | None = None
+) -> tuple[list[dict[str, Any]], LogRepair]:
     """The valid lines of a result log (first line per id) without modifying the file.
 
-    A missing file reads as empty.
+    A missing file reads as empty.  ``validate`` (see :class:`RunLog`) drops the lines
+    it rejects; they are listed in ``LogRepair.invalid_lines``.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
@@ -138,7 +179,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], LogR
     p = Path(path)
     if not p.is_file():
         return [], LogRepair()
-    good, repair, _ = _parse(p.read_bytes())
+    good, repair, _ = _parse(p.read_bytes(), validate)
     return good, repair
 
 
@@ -183,11 +224,25 @@ class RunLog:
         The JSONL file (created when missing).
     lock : bool
         Take an exclusive lock for as long as the log is open (POSIX only).
+    validate : callable, optional
+        ``validate(line)`` returns None for a usable line, else the reason it is not;
+        rejected lines are dropped on opening (their items are redone) and listed in
+        :attr:`repair`.
+
+    The lock can be taken before opening (:meth:`acquire`), so that a caller may check
+    and clear the run's other files while no other process can use this log.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock: bool = True,
+        validate: Validator | None = None,
+    ) -> None:
         self.path = Path(path)
         self._lock = lock
+        self.validate = validate
         self._lock_file: Any = None
         self._file: Any = None
         self.done: dict[str, dict[str, Any]] = {}
@@ -200,14 +255,28 @@ class RunLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def open(self) -> dict[str, dict[str, Any]]:
-        """Lock, repair and open the log; returns the finished lines by id."""
+    @property
+    def locked(self) -> bool:
+        """True while this object holds the log's lock."""
+        return self._lock_file is not None
+
+    def acquire(self) -> None:
+        """Take the exclusive lock (creating the folder); nothing else is read or written.
+
+        Raises :class:`RunLogLockedError` when another process holds it.  A no-op when
+        already held or when the log was made with ``lock=False``.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._lock:
+        if self._lock and self._lock_file is None:
             self._acquire()
+
+    def open(self) -> dict[str, dict[str, Any]]:
+        """Lock (unless :meth:`acquire` did), repair and open the log; returns the
+        finished lines by id."""
+        self.acquire()
         try:
             data = self.path.read_bytes() if self.path.is_file() else b""
-            good, self.repair, rewrite = _parse(data)
+            good, self.repair, rewrite = _parse(data, self.validate)
             if rewrite:
                 atomic_write_text(self.path, "".join(_dumps(d) + "\n" for d in good))
             self.done = {d["id"]: d for d in good}
