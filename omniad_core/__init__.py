@@ -4,8 +4,15 @@ Importing this package loads numpy, pydantic and textmask only; torch and
 transformers load when an :class:`Inspector` is built.
 """
 
-from omniad_core.images import ImageError, load_image, load_mask, overlay, save_mask
-from omniad_core.inspector import Analysis, Inspector, load_spec, save_spec
+from omniad_core.images import ImageError, load_image, load_mask, overlay, save_mask, to_uint8
+from omniad_core.inspector import (
+    Analysis,
+    CheckpointError,
+    Inspector,
+    check_model_location,
+    load_spec,
+    save_spec,
+)
 from omniad_core.integrations import (
     OmniADScorer,
     easyr1_compute_score,
@@ -47,6 +54,7 @@ __all__ = [
     "SYSTEM_PROMPT",
     "Analysis",
     "AnswerReward",
+    "CheckpointError",
     "Confusion",
     "DetectionMeter",
     "DetectionReward",
@@ -58,6 +66,7 @@ __all__ = [
     "ParsedResponse",
     "Question",
     "build_messages",
+    "check_model_location",
     "completion_text",
     "easyr1_compute_score",
     "extract_answer",
@@ -75,6 +84,7 @@ __all__ = [
     "save_mask",
     "save_spec",
     "split_images",
+    "to_uint8",
     "verl_compute_score",
     "verl_compute_score_batch",
 ]

@@ -1,7 +1,9 @@
 """The ``omniad`` command line: inspect images with a model, encode and decode masks.
 
 Exit codes: 0 success, 1 an input or model could not be used (the message says which
-and how to fix it), 2 wrong usage.
+and how to fix it), 2 wrong usage, 130 interrupted (Ctrl-C).  Every error is one line,
+``omniad COMMAND: error: ...``; set ``OMNIAD_TRACEBACK=1`` to see the traceback of an
+unexpected one.
 
 ::
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,27 +45,37 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     import textmask
     from omniad_core.images import ImageError, load_mask
 
+    grid = _grid(args)
     try:
-        mask = load_mask(args.mask)
-    except ImageError as exc:
+        mask = load_mask(args.mask)  # "any non-zero" on the raw values, at any bit depth
+        text = textmask.encode(mask, grid)
+    except (ImageError, textmask.TextMaskError) as exc:
         raise _Fail(str(exc)) from None
-    print(textmask.encode(mask, _grid(args)))
+    print(text)
     return 0
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     import textmask
-    from omniad_core.images import save_mask
+    from omniad_core.images import ImageError, check_output_path, max_image_pixels, save_mask
 
-    text = sys.stdin.read() if args.text == "-" else args.text
     grid = _grid(args)
     try:
+        check_output_path(args.out, lossless=True)  # before any work
+        h, w = args.shape
+        limit = max_image_pixels()
+        if h > 0 and w > 0 and h * w > limit:
+            raise _Fail(
+                f"--shape {h} {w} is {h * w:,} pixels, more than the image limit of {limit:,}; "
+                "give the size of a real image (raise the limit with OMNIAD_MAX_IMAGE_PIXELS)"
+            )
+        text = sys.stdin.read() if args.text == "-" else args.text
         mask, rep = textmask.decode(
             text, grid, shape=tuple(args.shape), strict=args.strict, report=True
         )
-    except textmask.TextMaskError as exc:
+        out = save_mask(mask, args.out)
+    except (ImageError, textmask.TextMaskError) as exc:
         raise _Fail(str(exc)) from None
-    out = save_mask(mask, args.out)
     note = (
         ""
         if rep.clean
@@ -73,16 +86,21 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from omniad_core.images import ImageError, load_image
+    from omniad_core.images import ImageError, check_output_path, load_image, save_image
 
     for label, p in (("image", args.image), ("reference", args.reference)):
         if p is not None and not Path(p).is_file():
             raise _Fail(f"{label} file not found: {p}")
+    if args.options and not args.question:
+        raise _Fail("--options needs --question")
     try:
-        image = load_image(args.image)
-        reference = None if args.reference is None else load_image(args.reference)
+        if args.overlay:
+            check_output_path(args.overlay)
     except ImageError as exc:
         raise _Fail(str(exc)) from None
+    from omniad_core.inspector import CheckpointError, check_checkpoint, check_model_location
+
+    demo = None
     if args.model is None:
         from omniad_core.inspector import demo_model_path
 
@@ -91,20 +109,30 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             raise _Fail(
                 "no model: pass --model PATH (a checkpoint folder with safetensors weights)"
             )
+        args.model = str(demo)
+    try:  # every argument is checked before any image is decoded or weight loaded
+        check_model_location(args.model)
+    except FileNotFoundError as exc:
+        raise _Fail(f"--model: {exc}") from None
+    model = Path(args.model).expanduser()
+    if not model.is_dir():
+        raise _Fail(f"--model {args.model}: no such checkpoint folder")
+    try:
+        check_checkpoint(model)
+    except (OSError, ValueError) as exc:
+        raise _Fail(f"--model {args.model}: {exc}") from None
+    try:
+        image = load_image(args.image)
+        reference = None if args.reference is None else load_image(args.reference)
+    except ImageError as exc:
+        raise _Fail(str(exc)) from None
+    if demo is not None:
         print(
             "omniad inspect: using the embedded demo model, trained by `omniad demo` on "
             "synthetic defects only (not for real inspection); pass --model PATH to use "
             "real weights",
             file=sys.stderr,
         )
-        args.model = str(demo)
-    model = Path(args.model)
-    if not model.is_dir():
-        raise _Fail(f"--model {args.model}: no such checkpoint folder")
-    if not any(model.glob("*.safetensors")):
-        raise _Fail(f"--model {args.model}: no *.safetensors weights in the folder")
-    if args.options and not args.question:
-        raise _Fail("--options needs --question")
     from omniad_core.inspector import Inspector
 
     kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
@@ -112,12 +140,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         kwargs["grid"] = _grid(args)
     try:
         insp = Inspector.from_pretrained(model, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, CheckpointError) as exc:
         raise _Fail(f"cannot load the model from {model}: {exc}") from None
-    result = insp.analyze(image, args.question, args.options or None, reference)
-    if args.overlay:
-        Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
-        result.overlay().save(args.overlay)
+    try:
+        result = insp.analyze(image, args.question, args.options or None, reference)
+        if args.overlay:
+            save_image(result.overlay(), args.overlay)
+    except (ImageError, ValueError) as exc:
+        raise _Fail(str(exc)) from None
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -200,8 +230,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except _Fail as exc:
-        print(f"omniad {args.command}: error: {exc}", file=sys.stderr)
+        print(f"omniad {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"omniad {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a library traceback for the user
+        if os.environ.get("OMNIAD_TRACEBACK", "").strip() not in ("", "0"):
+            raise
+        print(
+            f"omniad {args.command}: error: unexpected {type(exc).__name__}: "
+            f"{_one_line(str(exc))} (run again with OMNIAD_TRACEBACK=1 to see where)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line (library messages may hold newlines), at most 2000 chars."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 2000 else flat[:1997] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover
