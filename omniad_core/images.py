@@ -31,6 +31,7 @@ __all__ = [
     "check_output_path",
     "load_image",
     "load_mask",
+    "mask_from_array",
     "max_image_pixels",
     "overlay",
     "save_image",
@@ -256,6 +257,56 @@ def load_image(image: Any, *, max_pixels: int | None = None) -> Any:
     )
 
 
+#: Colour spaces whose black is not all-zero: the channel that is zero on black.
+_DARK_CHANNEL = {"YCbCr": 0, "LAB": 0, "HSV": 2}
+
+
+def _nonzero(values: np.ndarray, name: str) -> np.ndarray:
+    if values.dtype == bool:
+        return values
+    if values.dtype.kind in "iu":
+        return values != 0
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ImageError(
+                f"{name} holds NaN or infinite values ({int(bad.sum()):,} pixels); a float "
+                "mask must hold 0 (normal) or a positive value (anomalous): fix the file"
+            )
+        return values > 0
+    raise ImageError(f"{name} must hold numbers, got values of type {values.dtype}")
+
+
+def mask_from_array(values: Any, name: str = "the mask", mode: str | None = None) -> np.ndarray:
+    """A boolean ``(H, W)`` mask from a mask's raw values: the one rule of the toolkit.
+
+    Integer values of any width (8, 16, 32 bit) count when non-zero, float values when
+    positive (a score-like map with negative "normal" values stays normal); NaN and
+    infinity are an :class:`ImageError` naming ``name``.  Colour masks count where any
+    colour channel counts (an alpha channel is ignored); ``mode`` is the PIL mode the
+    values came from (``YCbCr``, ``LAB``, ``HSV``: the channel that is zero on black).
+
+    >>> mask_from_array(np.array([[0, 1], [65535, 0]], np.uint16)).tolist()
+    [[False, True], [True, False]]
+    >>> mask_from_array(np.array([[0.0, -0.5], [1e-6, 0.0]], np.float32)).tolist()
+    [[False, False], [True, False]]
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ImageError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim == 3:
+        if mode in _DARK_CHANNEL:
+            arr = arr[..., _DARK_CHANNEL[mode]]
+        elif arr.shape[2] >= 3:
+            arr = _nonzero(arr[..., :3], name).any(axis=2)
+        else:  # grey + alpha
+            arr = arr[..., 0]
+    out = _nonzero(arr, name)
+    if out.ndim != 2 or out.size == 0:
+        raise ImageError(f"{name} must be a 2-D (H, W) image, got shape {out.shape}")
+    return out
+
+
 def load_mask(
     mask: Any, shape: tuple[int, int] | None = None, *, max_pixels: int | None = None
 ) -> np.ndarray:
@@ -281,7 +332,9 @@ def load_mask(
     if isinstance(mask, (str, os.PathLike)):
         name = repr(str(mask))
         mask = _open(mask, max_pixels, mask=True)
+    mode = None
     if isinstance(mask, Image.Image):
+        mode = mask.mode
         _check_size(mask.size[0], mask.size[1], name, max_pixels)
         _refuse_reduced_mask(mask, name)  # a lazily opened image still has its tiles
         try:
@@ -291,15 +344,7 @@ def load_mask(
     arr = np.asarray(mask)
     if arr.ndim >= 2:
         _check_size(arr.shape[1], arr.shape[0], name, max_pixels)
-    if arr.dtype.kind not in "biuf":
-        raise ImageError(f"a mask must be numeric, got dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ImageError(f"{name} holds NaN or infinite values")
-    if arr.ndim == 3:  # RGB(A) masks: anomalous where any colour channel is set
-        arr = arr[..., :3].any(axis=2) if arr.shape[2] >= 3 else arr[..., 0] != 0
-    if arr.ndim != 2 or arr.size == 0:
-        raise ImageError(f"a mask must be 2-D (H, W), got shape {arr.shape}")
-    out = arr != 0
+    out = mask_from_array(arr, name, mode)
     if shape is not None and out.shape != tuple(shape):
         raise ImageError(
             f"the mask is {out.shape[0]}x{out.shape[1]} (H x W) but the image is "

@@ -557,7 +557,7 @@ def test_a_nan_mask_is_an_error_naming_the_file(tmp_path):
     f[1, 1] = np.nan
     p = tmp_path / "nan_mask.tif"
     Image.fromarray(f).save(p)
-    with pytest.raises(ImageError, match=r"nan_mask\.tif.*NaN values \(1 pixels\)"):
+    with pytest.raises(ImageError, match=r"nan_mask\.tif.*NaN or infinite values \(1 pixels\)"):
         read_mask(p)
 
 
@@ -568,7 +568,7 @@ def test_16_bit_colour_masks_are_refused_not_truncated(tmp_path):
     la[1, 1, 0], la[..., 1] = 200, 65535
     for path in (_png16(tmp_path / "rgb16.png", rgb, 2), _png16(tmp_path / "la16.png", la, 4)):
         with pytest.raises(
-            ImageError, match=rf"{path.name}.*16 bits per colour channel.*grayscale"
+            ImageError, match=rf"{path.name}.*16-bit .* file.*high bytes.*grayscale"
         ):
             read_mask(path)
 
@@ -588,7 +588,7 @@ def test_prepare_keeps_the_low_values_of_a_16_bit_mask(tmp_path):
     out = tmp_path / "out"
     res = prepare(out, jsonl=tmp_path / "r.jsonl", image_size=IMG, verbose=False)
     assert res.n_records == 1 and res.n_rejects == 1
-    assert "NaN values" in (out / "rejects.jsonl").read_text()
+    assert "NaN or infinite values" in (out / "rejects.jsonl").read_text()
     import datasets
 
     row = datasets.load_from_disk(str(out / "grpo"))["train"][0]
@@ -615,3 +615,24 @@ def test_masks_cached_by_the_old_reader_are_read_again(tmp_path):
     entry = cache.mask(str(src))
     assert cache.reads["mask"] == 1 and entry.info.area == 1 / 16
     assert np.argwhere(cache.mask_array(entry.key)).tolist() == [[1, 1]]
+
+
+def test_a_file_refused_by_the_pixel_limit_is_read_again_once_the_limit_is_raised(
+    tmp_path, monkeypatch
+):
+    """Errors are remembered per file, but not across pixel limits (item 13 with resume)."""
+    from omniad_train.data.cache import WorkCache
+
+    src = tmp_path / "big.png"
+    Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(src)
+    cache = WorkCache(tmp_path / "work", 16)
+    monkeypatch.setenv("OMNIAD_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageError, match="2,000|2000"):
+        cache.image(str(src))
+    with pytest.raises(ImageError):  # remembered: not decoded again under the same limit
+        cache.image(str(src))
+    assert cache.reads["image"] == 1
+    monkeypatch.setenv("OMNIAD_MAX_IMAGE_PIXELS", "5000")
+    entry = cache.image(str(src))
+    assert (entry.width, entry.height) == (50, 40)
+    assert cache.reads["image"] == 2

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from omniad_core.images import ImageError, load_image, load_mask
+from omniad_core.images import ImageError, load_image, load_mask, max_image_pixels
 from omniad_train.data.reasoning import describe_mask
 from omniad_train.data.records import MaskInfo
 from omniad_train.data.sources import read_mask
@@ -40,7 +40,7 @@ from omniad_train.data.sources import read_mask
 __all__ = ["ImageEntry", "MaskEntry", "RecordLog", "WorkCache", "digest", "fingerprint"]
 
 #: Bump when the resizing changes: cached images made the old way are redone.
-RESIZE_VERSION = "bicubic/1"
+RESIZE_VERSION = "bicubic/2"  # 2: images wider than 8 bits are scaled by their range
 #: Bump when reading masks changes (2: raw values, floats > 0, NaN and 16-bit colour refused).
 MASK_VERSION = "raw/2"
 
@@ -108,6 +108,15 @@ class MaskEntry:
     info: MaskInfo
 
 
+def _error_file(folder: Path, key: str) -> Path:
+    """Where the error of an unreadable file is remembered.
+
+    The name holds the pixel limit, so a file refused as too large is read again once
+    the user raises the limit (``OMNIAD_MAX_IMAGE_PIXELS``).
+    """
+    return folder / f"{key}-{max_image_pixels()}.err"
+
+
 class WorkCache:
     """Resized images and united masks, cached under content keys in ``folder``.
 
@@ -136,9 +145,9 @@ class WorkCache:
         if meta.is_file() and png.is_file():
             m = json.loads(meta.read_text())
             return ImageEntry(key, png, int(m["width"]), int(m["height"]))
-        self._raise_known_error(self.images / f"{key}.err")
+        self._raise_known_error(_error_file(self.images, key))
         self.reads["image"] += 1
-        img = self._remember_error(self.images / f"{key}.err", load_image, source)
+        img = self._remember_error(_error_file(self.images, key), load_image, source)
         width, height = img.size
         size = (self.image_size, self.image_size)
         small = img if img.size == size else img.resize(size, Image.Resampling.BICUBIC)
@@ -155,9 +164,9 @@ class WorkCache:
         png, meta = self.masks / f"{key}.png", self.masks / f"{key}.json"
         if meta.is_file() and png.is_file():
             return MaskEntry(key, png, MaskInfo.model_validate_json(meta.read_text()))
-        self._raise_known_error(self.masks / f"{key}.err")
+        self._raise_known_error(_error_file(self.masks, key))
         self.reads["mask"] += 1
-        mask = self._remember_error(self.masks / f"{key}.err", read_mask, source)
+        mask = self._remember_error(_error_file(self.masks, key), read_mask, source)
         info = describe_mask(mask)
         write_atomic(png, png_bytes(mask.astype(np.uint8) * 255))
         write_atomic(meta, info.model_dump_json().encode())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from omniad_core.images import ImageError
+from omniad_core.images import ImageError, load_mask, mask_from_array
 from omniad_core.prompts import DEFECT_QUESTION
 from omniad_train.data.paths import path_problem, real_root, safe_exists, safe_is_dir, safe_is_file
 from omniad_train.data.reasoning import LOCATION_QUESTION, describe_mask, location_question, rng_for
@@ -53,104 +52,20 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES and safe_is_file(p)
 
 
-#: PIL modes whose array holds the file's values unchanged, at more than 8 bits.
-_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-#: Colour spaces whose black is not all-zero: the channel that is zero on black.
-_DARK_CHANNEL = {"YCbCr": 0, "LAB": 0, "HSV": 2}
-
-
-def _nonzero(values: np.ndarray, name: str) -> np.ndarray:
-    if values.dtype == bool:
-        return values
-    if values.dtype.kind in "iu":
-        return values != 0
-    if values.dtype.kind == "f":
-        nan = np.isnan(values)
-        if nan.any():
-            raise ImageError(
-                f"the mask {name} holds NaN values ({int(nan.sum()):,} pixels); a float mask "
-                "must hold 0 (normal) or a positive value (anomalous): fix the file"
-            )
-        return values > 0
-    raise ImageError(f"the mask {name} must hold numbers, got values of type {values.dtype}")
-
-
-def mask_from_array(values: np.ndarray, name: str = "array", mode: str | None = None) -> np.ndarray:
-    """A boolean ``(H, W)`` mask from a mask's raw values: anomalous where non-zero.
-
-    Integer values of any width (8, 16, 32 bit) count when non-zero, float values when
-    positive; NaN is an error naming ``name``.  Colour masks count where any colour
-    channel counts (an alpha channel is ignored); ``mode`` is the PIL mode the values
-    came from (``YCbCr``, ``LAB``, ``HSV``: the channel that is zero on black counts).
-
-    >>> mask_from_array(np.array([[0, 1], [65535, 0]], np.uint16)).tolist()
-    [[False, True], [True, False]]
-    >>> mask_from_array(np.array([[0.0, -0.5], [1e-6, 0.0]], np.float32)).tolist()
-    [[False, False], [True, False]]
-    """
-    arr = np.asarray(values)
-    if arr.ndim == 3:
-        if mode in _DARK_CHANNEL:
-            arr = arr[..., _DARK_CHANNEL[mode]]
-        elif arr.shape[2] >= 3:
-            return _check_2d(_nonzero(arr[..., :3], name).any(axis=2), name)
-        else:  # grey + alpha
-            arr = arr[..., 0]
-    return _check_2d(_nonzero(arr, name), name)
-
-
-def _check_2d(mask: np.ndarray, name: str) -> np.ndarray:
-    if mask.ndim != 2 or mask.size == 0:
-        raise ImageError(f"the mask {name} must be a 2-D (H, W) image, got shape {mask.shape}")
-    return mask
-
-
-def _rawmode(img: Any) -> str:
-    """The decoder's raw mode of an unloaded PIL image ('RGB;16B' for 48-bit PNGs)."""
-    try:
-        args = img.tile[0].args if img.tile else None
-    except Exception:
-        return ""
-    if isinstance(args, str):
-        return args
-    if isinstance(args, tuple) and args and isinstance(args[0], str):
-        return args[0]
-    return ""
-
-
 def _mask_file(p: Path) -> np.ndarray:
-    from PIL import Image
-
     name = repr(str(p))
     if not safe_is_file(p):
         raise ImageError(f"no mask file at {name}; check the path or add the mask")
-    try:
-        with Image.open(p) as img:
-            raw = _rawmode(img)
-            img.load()
-            mode = img.mode
-            values = np.asarray(img)
-    except Exception as exc:  # PIL raises many types for corrupt or odd files
-        raise ImageError(
-            f"cannot read {name} as a mask image: {exc}; save the mask as an 8- or 16-bit "
-            "grayscale PNG"
-        ) from None
-    bits = re.search(r";(16|32|64)", raw)
-    if mode not in _WIDE_MODES and bits is not None:
-        raise ImageError(
-            f"the mask {name} has {bits.group(1)} bits per colour channel, which Pillow "
-            "reads at 8 bits (small values would be lost); save it as a single-channel "
-            "(grayscale) 8- or 16-bit PNG"
-        )
-    return mask_from_array(values, name, mode)
+    return load_mask(p)
 
 
 def read_mask(source: str | os.PathLike[str]) -> np.ndarray:
     """A boolean mask from a mask file, or the union of a folder of masks (MVTec LOCO).
 
     The file's raw values are read (8, 16 or 32 bit integers, floats; no conversion to
-    8 bits) and the mask is where they are non-zero (floats: positive); see
-    :func:`mask_from_array`.
+    8 bits) and the mask is where they are non-zero (floats: positive), by
+    :func:`omniad_core.images.load_mask`, the one mask reader of the toolkit (its
+    image pixel limit applies).
 
     Raises :class:`~omniad_core.images.ImageError` for unreadable files, NaN values, an
     empty folder, or masks of different sizes in one folder.
