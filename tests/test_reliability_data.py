@@ -627,7 +627,7 @@ def test_a_file_refused_by_the_pixel_limit_is_read_again_once_the_limit_is_raise
     Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(src)
     cache = WorkCache(tmp_path / "work", 16)
     monkeypatch.setenv("OMNIAD_MAX_IMAGE_PIXELS", "1000")
-    with pytest.raises(ImageError, match="2,000|2000"):
+    with pytest.raises(ImageError, match=r"2,000|2000"):
         cache.image(str(src))
     with pytest.raises(ImageError):  # remembered: not decoded again under the same limit
         cache.image(str(src))
