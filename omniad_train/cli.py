@@ -1,7 +1,9 @@
 """``omniad-train prepare|sft|grpo``: the training command line.
 
 ``sft`` and ``grpo`` take ``--config RECIPE.yaml`` plus ``--key value`` overrides (any
-field of the recipe's dataclasses); ``prepare`` builds the datasets they read.  Under
+field of the recipe's dataclasses); ``prepare`` builds the datasets they read.  A bad
+recipe (unknown key, wrong type or range, a YAML tag, a missing file) is a one-line
+``error: ...`` and exit status 1, before any model loads.  Under
 ``accelerate launch`` or ``torchrun`` run ``python -m omniad_train sft ...``.
 """
 
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from omniad_train.grpo import cli
         cli(rest)
     except (RecipeError, FileNotFoundError) as exc:
-        print(f"omniad-train {command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the library wrote
+        print(f"omniad-train {command}: error: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -20,7 +20,9 @@ from omniad_train.config import (
     GRPO_COLUMNS,
     OmniADScriptArguments,
     RecipeError,
+    check_args,
     check_dataset,
+    dataset_spec,
     parse_recipe,
 )
 from omniad_train.modeling import load_splits, resume_target, train_and_save
@@ -30,11 +32,15 @@ __all__ = ["cli", "main", "rewards_for"]
 log = logging.getLogger(__name__)
 
 
-def rewards_for(script_args: OmniADScriptArguments) -> list[Any]:
-    """The recipe's reward functions: ``[format, detection, answer]``."""
+def rewards_for(script_args: OmniADScriptArguments, grid: Any = None) -> list[Any]:
+    """The recipe's reward functions: ``[format, detection, answer]``.
+
+    ``grid`` (a ``textmask.Grid``, e.g. the prepared data's) replaces the recipe's
+    square ``grid`` size, so its threshold and index base apply too.
+    """
     return make_rewards(
         alpha=script_args.alpha,
-        grid=script_args.grid,
+        grid=script_args.grid if grid is None else grid,
         correct=script_args.answer_correct,
         wrong=script_args.answer_wrong,
         level=script_args.reward_level,  # type: ignore[arg-type]
@@ -51,12 +57,15 @@ def main(
     """Run GRPO; returns the trainer (after training and saving).
 
     ``reward_funcs`` replaces the recipe's rewards (for experiments); by default the
-    three paper rewards configured from ``script_args``.
+    three paper rewards configured from ``script_args`` on the prepared data's grid.
+    Every check runs before any model loads (see :func:`omniad_train.sft.main`).
     """
     from trl import GRPOTrainer
 
+    check_args(script_args, training_args, model_args)
     folder = check_dataset(script_args, "grpo", GRPO_COLUMNS)  # before any model loads
-    funcs = reward_funcs if reward_funcs is not None else rewards_for(script_args)
+    spec = dataset_spec(script_args)
+    funcs = reward_funcs if reward_funcs is not None else rewards_for(script_args, spec["grid"])
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(funcs):
         raise RecipeError(
@@ -68,7 +77,7 @@ def main(
     training_args.remove_unused_columns = False  # the rewards read mask, answer, options
     log.info("GRPO on %d prompts from %s", len(train), folder)
     return train_and_save(
-        GRPOTrainer, script_args, training_args, model_args, train, evaluation, resume,
+        GRPOTrainer, script_args, training_args, model_args, train, evaluation, resume, spec,
         reward_funcs=funcs,
     )  # fmt: skip
 

@@ -1,18 +1,31 @@
-"""Loading models safely and saving checkpoints the Inspector can load."""
+"""Loading models safely, saving checkpoints the Inspector can load, and resuming.
+
+A ``checkpoint-N`` folder is written in place by transformers (weights, then optimizer,
+scheduler and RNG states, then ``trainer_state.json``), so a run killed while saving
+leaves a partial folder.  :func:`checkpoint_problems` says what a folder lacks;
+``resume_from_checkpoint: true`` resumes from the newest complete one and moves partial
+ones newer than it aside (``incomplete-checkpoint-N``), saying so.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from omniad_core.inspector import save_spec
 from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_train.config import RecipeError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "checkpoint_problems",
     "freeze_vision_tower",
     "last_checkpoint",
     "load_model_and_processor",
@@ -21,6 +34,7 @@ __all__ = [
     "save_final",
     "spec_callback",
     "train_and_save",
+    "write_spec",
 ]
 
 
@@ -69,7 +83,9 @@ def load_model_and_processor(
     return model, processor
 
 
-def _spec_kwargs(script_args: Any) -> dict[str, Any]:
+def _spec_kwargs(script_args: Any, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    if spec is not None:
+        return {k: spec[k] for k in ("grid", "image_size", "system_prompt")}
     return {
         "grid": script_args.grid,
         "image_size": script_args.image_size,
@@ -77,9 +93,17 @@ def _spec_kwargs(script_args: Any) -> dict[str, Any]:
     }
 
 
-def spec_callback(script_args: Any, processor: Any) -> Any:
+def write_spec(path: str | os.PathLike[str], script_args: Any, spec: dict[str, Any] | None) -> Path:
+    """Write ``omniad.json`` into ``path``: the dataset's grid, image size and system prompt
+    (``spec`` from :func:`omniad_train.config.dataset_spec`), or, when ``spec`` is None, the
+    recipe's grid and image size with the paper's prompt."""
+    return save_spec(path, **_spec_kwargs(script_args, spec))
+
+
+def spec_callback(script_args: Any, processor: Any, spec: dict[str, Any] | None = None) -> Any:
     """A ``TrainerCallback`` writing the processor and ``omniad.json`` into every checkpoint,
-    so each ``checkpoint-N`` loads in the Inspector as it is."""
+    so each ``checkpoint-N`` loads in the Inspector as it is (and prompts the model as the
+    data it trained on did, when ``spec`` comes from :func:`~omniad_train.config.dataset_spec`)."""
     from transformers import TrainerCallback
 
     class SpecCallback(TrainerCallback):
@@ -89,40 +113,214 @@ def spec_callback(script_args: Any, processor: Any) -> Any:
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
                 processor.save_pretrained(ckpt)
-                save_spec(ckpt, **_spec_kwargs(script_args))
+                write_spec(ckpt, script_args, spec)
 
     return SpecCallback()
 
 
-def last_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:
-    """The newest ``checkpoint-N`` folder in ``output_dir``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+# --------------------------------------------------------------------------- resuming
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+_NAME = re.compile(r"(?!\.\.?$)[\w.-]+")  # a plain file or folder name
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+def _safetensors_ok(path: Path) -> bool:
+    """Whether a ``.safetensors`` file is whole: its header parses and its data ends at EOF."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100_000_000):
+                return False
+            header = json.loads(f.read(n))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        return 8 + n + max(ends, default=0) == size
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return False
+
+
+def _torch_file_ok(path: Path) -> bool:
+    """Whether a ``torch.save`` file is whole (its zip directory is readable); nothing is
+    unpickled."""
+    try:
+        return path.is_file() and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _weights_problem(ckpt: Path) -> str | None:
+    for name in _WEIGHTS:
+        if (ckpt / name).is_file():
+            return None if _safetensors_ok(ckpt / name) else f"{name} is truncated"
+    index = ckpt / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return f"{index.name} cannot be read"
+        bad = sorted(str(s) for s in shards
+                     if not _NAME.fullmatch(str(s)) or not _safetensors_ok(ckpt / str(s)))  # fmt: skip
+        return f"weight shard(s) {bad[:3]} missing or truncated" if bad else None
+    if any(p.is_file() for p in ckpt.glob("*/adapter_model.safetensors")):
+        return None  # several adapters, one folder each
+    if _deepspeed_ok(ckpt):
+        return None  # weights inside DeepSpeed's global_stepN/
+    return "no weights (model.safetensors, its shards or adapter_model.safetensors)"
+
+
+def _deepspeed_ok(ckpt: Path) -> bool:
+    """DeepSpeed writes ``latest`` (naming its ``global_stepN`` folder) after the states."""
+    latest = ckpt / "latest"
+    try:
+        tag = latest.read_text().strip() if latest.is_file() else ""
+    except OSError:
+        return False
+    if not _NAME.fullmatch(tag):  # a folder name inside the checkpoint, nothing else
+        return False
+    return (ckpt / tag).is_dir() and any((ckpt / tag).iterdir())
+
+
+def checkpoint_problems(path: str | os.PathLike[str], *, optimizer: bool = True) -> list[str]:
+    """What keeps a ``checkpoint-N`` folder from resuming a run (empty: it is complete).
+
+    Complete means what transformers writes, in its order: weights (``model.safetensors``
+    whole, every shard of ``model.safetensors.index.json``, ``adapter_model.safetensors``
+    or a DeepSpeed ``global_stepN`` folder named by ``latest``); unless ``optimizer`` is
+    False (``save_only_model``), ``optimizer.pt`` and ``scheduler.pt`` (or DeepSpeed's
+    states) and an ``rng_state*.pth``; last ``trainer_state.json`` with a ``global_step``.
+    Files are checked for truncation; nothing is unpickled.
+    """
+    ckpt = Path(path)
+    if not ckpt.is_dir():
+        return [f"{ckpt} is not a folder"]
+    problems: list[str] = []
+    weights = _weights_problem(ckpt)
+    if weights:
+        problems.append(weights)
+    if optimizer:
+        deepspeed = _deepspeed_ok(ckpt)
+        for name in ("optimizer.pt", "scheduler.pt"):
+            if not deepspeed and not _torch_file_ok(ckpt / name):
+                problems.append(f"{name} missing or truncated")
+        rng = list(ckpt.glob("rng_state*.pth"))
+        if not rng or not all(_torch_file_ok(p) for p in rng):
+            problems.append("rng_state*.pth missing or truncated")
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        if not isinstance(state.get("global_step"), int):
+            raise ValueError
+    except (OSError, ValueError, AttributeError):
+        problems.append("trainer_state.json missing or unreadable")
+    return problems
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """``checkpoint-N`` folders, newest first."""
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir()
+             if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]  # fmt: skip
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def last_checkpoint(
+    output_dir: str | os.PathLike[str], *, complete: bool = True, optimizer: bool = True
+) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` (by default the newest
+    complete one, see :func:`checkpoint_problems`), or None."""
+    for ckpt in _checkpoints(Path(output_dir)):
+        if not complete or not checkpoint_problems(ckpt, optimizer=optimizer):
+            return str(ckpt)
+    return None
+
+
+def _move_aside(ckpt: Path) -> Path:
+    target = ckpt.with_name(f"incomplete-{ckpt.name}")
+    k = 1
+    while target.exists():
+        k += 1
+        target = ckpt.with_name(f"incomplete-{ckpt.name}.{k}")
+    os.replace(ckpt, target)
+    return target
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def resume_target(training_args: Any) -> str | None:
-    """What to resume from: a path, the last checkpoint for ``true``, or None."""
+    """What to resume from: a path, the newest complete checkpoint for ``true``, or None.
+
+    With ``true`` a partial ``checkpoint-N`` newer than the one resumed from (a run killed
+    while saving) is renamed ``incomplete-checkpoint-N`` (so transformers neither resumes
+    from it nor keeps it over complete ones under ``save_total_limit``) and named in a
+    warning; with no complete checkpoint the run starts fresh, saying so.
+
+    Raises
+    ------
+    RecipeError
+        A checkpoint path that is not a folder or is incomplete (naming what it lacks).
+    """
     r = training_args.resume_from_checkpoint
     if r in (None, False, "", "false", "False"):
         return None
+    optimizer = not getattr(training_args, "save_only_model", False)
     if r in (True, "true", "True", "last"):
-        found = last_checkpoint(training_args.output_dir)
-        if found is None:
-            raise FileNotFoundError(
-                f"resume_from_checkpoint is true but {training_args.output_dir} has no checkpoint-N folder"
+        out = Path(training_args.output_dir)
+        skipped: list[str] = []
+        found = None
+        for ckpt in _checkpoints(out):
+            problems = checkpoint_problems(ckpt, optimizer=optimizer)
+            if not problems:
+                found = str(ckpt)
+                break
+            note = f"{ckpt.name} ({'; '.join(problems)})"
+            if _is_main_process():
+                note += f", moved to {_move_aside(ckpt).name}"
+            skipped.append(note)
+        if skipped:
+            log.warning(
+                "skipped incomplete checkpoint(s) in %s (a run stopped while saving): %s",
+                out,
+                ", ".join(skipped),
             )
+        if found is None:
+            log.warning(
+                "resume_from_checkpoint is true but %s has no complete checkpoint-N folder; "
+                "starting from the beginning",
+                out,
+            )
+        else:
+            log.warning("resuming from %s", found)
         return found
-    if not Path(str(r)).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {r}")
-    return str(r)
+    path = Path(str(r))
+    if not path.is_dir():
+        raise RecipeError(
+            f"resume_from_checkpoint: no checkpoint folder at {r}; pass a checkpoint-N folder "
+            "or true (the newest complete checkpoint in output_dir)"
+        )
+    problems = checkpoint_problems(path, optimizer=optimizer)
+    if problems:
+        raise RecipeError(
+            f"resume_from_checkpoint: {path} is not a complete checkpoint ({'; '.join(problems)})"
+            "; it was probably being saved when the run stopped. Pass an older checkpoint-N or "
+            "true (the newest complete one)"
+        )
+    return str(path)
 
 
-def save_final(trainer: Any, processor: Any, script_args: Any) -> Path:
+def save_final(
+    trainer: Any, processor: Any, script_args: Any, spec: dict[str, Any] | None = None
+) -> Path:
     """Save weights (safetensors), processor and ``omniad.json`` into ``output_dir``.
 
     A LoRA run keeps its adapter in ``output_dir/adapter`` and saves the merged model in
     ``output_dir``, so the Inspector loads the result like any other checkpoint.
+    ``spec`` (from :func:`~omniad_train.config.dataset_spec`) is what ``omniad.json``
+    records; without it, the recipe's grid and image size and the paper's prompt.
     """
     out = Path(trainer.args.output_dir)
     model = trainer.model
@@ -135,7 +333,7 @@ def save_final(trainer: Any, processor: Any, script_args: Any) -> Path:
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out)
-        save_spec(out, **_spec_kwargs(script_args))
+        write_spec(out, script_args, spec)
     return out
 
 
@@ -184,9 +382,14 @@ def train_and_save(
     train: Any,
     evaluation: Any,
     resume: str | None,
+    spec: dict[str, Any] | None = None,
     **trainer_kwargs: Any,
 ) -> Any:
-    """Load the model, build a TRL trainer, train (or resume) and save; return the trainer."""
+    """Load the model, build a TRL trainer, train (or resume) and save; return the trainer.
+
+    ``spec`` (from :func:`~omniad_train.config.dataset_spec`) goes into the ``omniad.json``
+    of every checkpoint and of the final model.
+    """
     from trl import get_peft_config
 
     model, processor = load_model_and_processor(
@@ -201,9 +404,9 @@ def train_and_save(
         eval_dataset=evaluation,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
-        callbacks=[spec_callback(script_args, processor)],
+        callbacks=[spec_callback(script_args, processor, spec)],
         **trainer_kwargs,
     )
     trainer.train(resume_from_checkpoint=resume)
-    save_final(trainer, processor, script_args)
+    save_final(trainer, processor, script_args, spec)
     return trainer

@@ -15,7 +15,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from omniad_train.config import SFT_COLUMNS, OmniADScriptArguments, check_dataset, parse_recipe
+from omniad_train.config import (
+    SFT_COLUMNS,
+    OmniADScriptArguments,
+    check_args,
+    check_dataset,
+    dataset_spec,
+    parse_recipe,
+)
 from omniad_train.modeling import load_splits, resume_target, train_and_save
 
 __all__ = ["cli", "main"]
@@ -24,17 +31,24 @@ log = logging.getLogger(__name__)
 
 
 def main(script_args: OmniADScriptArguments, training_args: Any, model_args: Any) -> Any:
-    """Run SFT; returns the trainer (after training and saving)."""
+    """Run SFT; returns the trainer (after training and saving).
+
+    Every check runs before any model loads: the arguments (:func:`check_args`), the
+    dataset against the recipe, the checkpoint to resume from.  Checkpoints record the
+    dataset's prompt spec (:func:`dataset_spec`) in their ``omniad.json``.
+    """
     from trl import SFTTrainer
 
+    check_args(script_args, training_args, model_args)
     folder = check_dataset(script_args, "sft", SFT_COLUMNS)  # before any model loads
+    spec = dataset_spec(script_args)
     resume = resume_target(training_args)
     train, evaluation = load_splits(script_args, folder, SFT_COLUMNS)
     training_args.completion_only_loss = True
     training_args.remove_unused_columns = False
     log.info("SFT on %d examples from %s", len(train), folder)
     return train_and_save(
-        SFTTrainer, script_args, training_args, model_args, train, evaluation, resume
+        SFTTrainer, script_args, training_args, model_args, train, evaluation, resume, spec
     )
 
 
