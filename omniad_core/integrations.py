@@ -6,6 +6,11 @@ its JSON text, with keys ``answer`` (gold letter), ``mask`` (mask path, canonica
 text, ``""`` for a normal image, or absent) and ``options`` (to read answers given as
 option text).  A bare letter string is taken as ``{"answer": letter}``.
 
+A malformed batch raises a ``TypeError`` or ``ValueError`` naming the argument, the
+index, what was expected and what came (lists of different lengths, a response that is
+not a str, a ground truth that is not a dict, its JSON text or a letter); a reward
+that does not apply (no ``mask`` or no ``answer`` in the ground truth) counts 0.0.
+
 The total score is the weighted sum of the rewards that apply (default weights 1, 1,
 1, as TRL sums reward functions).  Configuration (``alpha``, ``grid``, ``weights``,
 ``correct``, ``wrong``) goes in as keyword arguments, which veRL forwards from
@@ -38,23 +43,60 @@ __all__ = [
 _NAMES = ("format", "detection", "answer")
 
 
-def _ground_truth(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
+_GT_HINT = 'e.g. {"answer": "B", "mask": "path/or/seg text", "options": {...}}'
+
+
+def _ground_truth(value: Any, k: int = 0) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
         return value
     if isinstance(value, str):
         s = value.strip()
-        if len(s) == 1 and s.isalpha():
+        if len(s) == 1 and s.isascii() and s.isalpha():
             return {"answer": s.upper()}
         try:
             obj = json.loads(s)
         except ValueError:
             raise ValueError(
-                f"ground truth {value[:80]!r} is neither a JSON object nor a letter; store "
-                'e.g. {"answer": "B", "mask": "path/or/seg text", "options": {...}}'
+                f"ground truth {k} ({value[:80]!r}) is neither a JSON object nor a letter; "
+                f"store {_GT_HINT}"
             ) from None
         if isinstance(obj, dict):
             return obj
-    raise ValueError(f"ground truth must be a dict or its JSON text, got {type(value).__name__}")
+        raise ValueError(
+            f"ground truth {k} is JSON text of a {type(obj).__name__}, not of an object; "
+            f"store {_GT_HINT}"
+        )
+    raise ValueError(
+        f"ground truth {k} must be a dict, its JSON text or a letter, got "
+        f"{type(value).__name__} {repr(value)[:60]}; store {_GT_HINT}"
+    )
+
+
+def _batch(value: Any, name: str) -> list[Any]:
+    """A per-sample argument as a list (not a str or dict, which are one sample)."""
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name} must be a list with one entry per sample, got {type(value).__name__} "
+            f"{repr(value)[:60]}"
+        )
+    return list(value)
+
+
+def _responses(values: list[Any], name: str) -> list[str]:
+    for k, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(
+                f"{name}: entry {k} must be the response text (a str), got "
+                f"{type(v).__name__} {repr(v)[:60]}"
+            )
+    return values
+
+
+def _same_length(**columns: list[Any]) -> None:
+    lengths = {name: len(v) for name, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        got = ", ".join(f"{n} {name}" for name, n in lengths.items())
+        raise ValueError(f"batch lengths differ: {got}; pass one entry of each per sample")
 
 
 class OmniADScorer:
@@ -87,14 +129,22 @@ class OmniADScorer:
     def score_batch(
         self, responses: Sequence[str], ground_truths: Sequence[Any]
     ) -> list[dict[str, float]]:
-        """One dict per response: ``score`` (weighted sum) and each reward (0.0 if absent)."""
-        gts = [_ground_truth(g) for g in ground_truths]
+        """One dict per response: ``score`` (weighted sum) and each reward (0.0 if absent).
+
+        Raises ``TypeError`` / ``ValueError`` for a malformed batch: arguments that are not
+        lists of the same length, a response that is not a str, a ground truth that is not
+        a dict, its JSON text or a letter, or a ground-truth value the rewards cannot use.
+        """
+        responses = _responses(_batch(responses, "responses"), "responses")
+        ground_truths = _batch(ground_truths, "ground_truths")
+        _same_length(responses=responses, ground_truths=ground_truths)
+        gts = [_ground_truth(g, k) for k, g in enumerate(ground_truths)]
         cols = {
             "mask": [g.get("mask") for g in gts],
             "answer": [g.get("answer") for g in gts],
             "options": [g.get("options") for g in gts],
         }
-        values = [r(list(responses), **cols) for r in self.rewards]
+        values = [r(responses, **cols) for r in self.rewards]
         out = []
         for k in range(len(responses)):
             row = {name: values[j][k] for j, name in enumerate(_NAMES)}
@@ -153,6 +203,7 @@ def verl_compute_score(
     data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
 ) -> dict[str, float]:
     """veRL's ``compute_score``: a dict with ``score`` and the three rewards."""
+    _responses([solution_str], "solution_str")
     return _get_scorer(kwargs).score_batch([solution_str], [ground_truth])[0]
 
 
@@ -164,12 +215,14 @@ def verl_compute_score_batch(
     **kwargs: Any,
 ) -> list[dict[str, float]]:
     """veRL's batch reward manager form (plural argument names)."""
-    if not (len(data_sources) == len(solution_strs) == len(ground_truths)):
-        raise ValueError(
-            f"batch lengths differ: {len(data_sources)} sources, {len(solution_strs)} "
-            f"solutions, {len(ground_truths)} ground truths"
-        )
-    return _get_scorer(kwargs).score_batch(list(solution_strs), list(ground_truths))
+    solutions = _responses(_batch(solution_strs, "solution_strs"), "solution_strs")
+    gts = _batch(ground_truths, "ground_truths")
+    cols = {"data_sources": _batch(data_sources, "data_sources"), "solution_strs": solutions,
+            "ground_truths": gts}  # fmt: skip
+    if extra_infos is not None:
+        cols["extra_infos"] = _batch(extra_infos, "extra_infos")
+    _same_length(**cols)
+    return _get_scorer(kwargs).score_batch(solutions, gts)
 
 
 def easyr1_compute_score(
@@ -177,10 +230,23 @@ def easyr1_compute_score(
 ) -> list[dict[str, float]]:
     """EasyR1's batch ``compute_score``: dicts with ``response`` and ``ground_truth`` in,
     dicts with ``overall`` and each reward out."""
-    if isinstance(reward_inputs, dict):
+    if isinstance(reward_inputs, Mapping):
         raise TypeError("easyr1_compute_score takes a list of dicts (EasyR1's batch reward type)")
+    inputs = _batch(reward_inputs, "reward_inputs")
+    for k, r in enumerate(inputs):
+        if not isinstance(r, Mapping) or "response" not in r or "ground_truth" not in r:
+            have = sorted(r) if isinstance(r, Mapping) else type(r).__name__
+            raise TypeError(
+                f"reward_inputs[{k}] must be a dict with 'response' and 'ground_truth' "
+                f"(EasyR1's reward input), got {have}"
+            )
+        if not isinstance(r["response"], str):
+            raise TypeError(
+                f"reward_inputs[{k}]['response'] must be the response text (a str), got "
+                f"{type(r['response']).__name__} {repr(r['response'])[:60]}"
+            )
     scores = _get_scorer(kwargs).score_batch(
-        [r["response"] for r in reward_inputs], [r["ground_truth"] for r in reward_inputs]
+        [r["response"] for r in inputs], [r["ground_truth"] for r in inputs]
     )
     return [{"overall": s["score"], **{n: s[n] for n in _NAMES}} for s in scores]
 
@@ -212,8 +278,15 @@ def openrlhf_reward_func(
     """OpenRLHF's ``reward_func``: tensors ``rewards`` and ``scores`` plus ``extra_logs``."""
     import torch
 
+    queries = _responses(_batch(queries, "queries"), "queries")
+    prompts = _batch(prompts, "prompts")
+    labels = _batch(labels, "labels")
+    _same_length(queries=queries, prompts=prompts, labels=labels)
+    for k, p in enumerate(prompts):
+        if p is not None and not isinstance(p, str):
+            raise TypeError(f"prompts: entry {k} must be a str or None, got {type(p).__name__}")
     responses = [response_from_query(q, p) for q, p in zip(queries, prompts, strict=True)]
-    scores = _get_scorer(kwargs).score_batch(responses, list(labels))
+    scores = _get_scorer(kwargs).score_batch(responses, labels)
     total = torch.tensor([s["score"] for s in scores], dtype=torch.float32)
     return {
         "rewards": total,

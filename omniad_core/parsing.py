@@ -1,9 +1,10 @@
 """Parse a model response ``<seg>..</seg><think>..</think><answer>..</answer>``.
 
-Model output is untrusted: :func:`parse_response` never raises on any string.  It
-accepts ``</tag>`` and the paper's ``<\\tag>`` closers, tags in any case and with inner
-spaces, whitespace and line breaks anywhere, missing, repeated and unclosed blocks
-(generation stopped at the token limit), and answers written as ``B``, ``B.``,
+Model output is untrusted: :func:`parse_response` never raises on any string and
+takes time linear in its length (tags are found by :mod:`omniad_core.tags`).  It
+accepts ``</tag>`` and the paper's ``<\\tag>`` closers, tags in any (ASCII) case and
+with inner spaces, whitespace and line breaks anywhere, missing, repeated and unclosed
+blocks (generation stopped at the token limit), and answers written as ``B``, ``B.``,
 ``(B)``, ``B: Yes.``, ``The answer is B`` or as the option's text.  Everything it had
 to tolerate is listed in ``problems``; ``format_ok`` says whether the strict format of
 the format reward held.
@@ -25,18 +26,20 @@ from pydantic import BaseModel, ConfigDict
 
 import textmask
 from omniad_core.prompts import normalize_options
+from omniad_core.tags import TAG_NAMES, Tag, scan_tags
 
 __all__ = ["ParsedResponse", "block_text", "extract_answer", "parse_response", "read_answer"]
 
-_TAGS = ("seg", "think", "answer")
-_TAG_RE = re.compile(r"<\s*([/\\]?)\s*(seg|think|answer)\s*>", re.IGNORECASE)
-# applied to text whose whitespace runs are collapsed to single spaces: no backtracking blow-up
+_TAGS = TAG_NAMES
+# Linear on any text: applied to text whose whitespace runs are collapsed to single spaces,
+# a match attempt can only backtrack over the [ :=] run right after one keyword, and
+# distinct keywords have distinct runs.
 _SAYS_LETTER = re.compile(
     r"\b(?:answer|option|choice)(?: is)?[ :=]*[(\[]?([A-Z])\b(?![a-z])", re.IGNORECASE
 )
 _DECOR = "*_`\"' "  # markdown emphasis and quotes around an answer
 _AFTER_LETTER = ").:,;-]"
-_NORM = re.compile(r"[^0-9a-z]+")
+_NORM = re.compile(r"[^0-9a-z]+")  # one character class, no backtracking
 
 
 class ParsedResponse(BaseModel):
@@ -169,13 +172,13 @@ def _lead_letter(s: str, valid: set[str], opts: dict[str, str] | None) -> str | 
     return None
 
 
-def _blocks(
-    text: str,
-) -> tuple[dict[str, list[tuple[int, int, bool]]], list[tuple[int, int, str, bool]]]:
-    """Content spans of every block: {tag: [(start, end, closed)]}, and the tag events."""
-    events = [
-        (m.start(), m.end(), m.group(2).lower(), bool(m.group(1))) for m in _TAG_RE.finditer(text)
-    ]
+def _blocks(text: str) -> tuple[dict[str, list[tuple[int, int, bool]]], list[Tag]]:
+    """Content spans of every block: {tag: [(start, end, closed)]}, and the tag events.
+
+    Linear in the text: the tags come from :func:`~omniad_core.tags.scan_tags` and every
+    tag event is visited a bounded number of times.
+    """
+    events = scan_tags(text)
     spans: dict[str, list[tuple[int, int, bool]]] = {t: [] for t in _TAGS}
     k = 0
     while k < len(events):
@@ -203,7 +206,7 @@ def _first(found: list[tuple[int, int, bool]]) -> tuple[int, int, bool]:
 
 
 def block_text(text: str, tag: str) -> str | None:
-    """Content of the block ``tag`` (first complete, else first), or None without one.
+    r"""Content of the block ``tag`` (first complete, else first), or None without one.
 
     >>> block_text("<seg>(1, 1)<\\seg><think>x", "seg"), block_text("hi", "answer")
     ('(1, 1)', None)
@@ -233,7 +236,7 @@ def read_answer(text: str, options: Any = None) -> str | None:
     return extract_answer(text[start:end], options)
 
 
-def _strict_shape(text: str, events: list[tuple[int, int, str, bool]]) -> bool:
+def _strict_shape(text: str, events: list[Tag]) -> bool:
     """Exactly seg, think, answer, each opened and closed once, whitespace between."""
     want = [("seg", False), ("seg", True), ("think", False), ("think", True),
             ("answer", False), ("answer", True)]  # fmt: skip
@@ -317,11 +320,8 @@ def parse_response(
             problems.append("seg text is not canonical")
     if answer_text is not None and answer is None:
         problems.append("no option letter in the answer")
-    letter_only = (
-        answer_text is not None
-        and bool(re.fullmatch(r"\s*[A-Z]\s*", answer_text))
-        and answer == answer_text.strip()
-    )
+    bare = None if answer_text is None else answer_text.strip()
+    letter_only = bare is not None and len(bare) == 1 and "A" <= bare <= "Z" and answer == bare
     if answer_text is not None and answer is not None and not letter_only:
         problems.append("the answer is not a single letter")
     shape_ok = _strict_shape(text, events)

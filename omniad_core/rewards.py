@@ -8,6 +8,16 @@ of its generations).  ``None`` excludes a sample from that reward.  Rewards are
 instances of small classes, so they pickle (for multiprocessing and Ray) and carry a
 ``__name__`` that TRL uses for its metric names.
 
+A malformed batch is a caller bug and raises at once, naming the reward, the argument,
+the index, what was expected and what came: a completion that is neither a string nor
+a message list with an assistant message whose content is text (``TypeError``, or
+``ValueError`` when the list has no assistant message), a column that is not a list or
+whose length differs from the completions' (``TypeError`` / ``ValueError``), an entry of
+a wrong type or value (``TypeError`` / ``ValueError``).  A reward returns ``None`` only
+for the samples it documents as skipped: a ``None`` ground-truth mask
+(:class:`DetectionReward`) or gold letter (:class:`AnswerReward`).  The checks are a few
+``isinstance`` tests per sample, nothing that grows with the texts.
+
 - :class:`FormatReward` (``format_reward``): 1.0 when the strict format holds, else 0.0.
 - :class:`DetectionReward` (``detection_reward``): the paper's three cases with
   ``alpha * F1``; the ground truth comes from a mask column holding arrays, mask file
@@ -25,8 +35,9 @@ instances of small classes, so they pickle (for multiprocessing and Ray) and car
 from __future__ import annotations
 
 import json
+import numbers
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import textmask
@@ -38,12 +49,16 @@ __all__ = [
     "DetectionReward",
     "FormatReward",
     "completion_text",
+    "completion_texts",
     "make_rewards",
 ]
 
 
 def completion_text(completion: Any) -> str:
     """The text of a completion: a string, or the last assistant message's content.
+
+    Lenient (anything unreadable is ``""``); the rewards use the checked form and raise
+    on a completion this would read as empty for lack of text.
 
     >>> completion_text([{"role": "assistant", "content": [{"type": "text", "text": "hi"}]}])
     'hi'
@@ -68,26 +83,151 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
+_FORMS = "a str or a message list [{'role': 'assistant', 'content': str}]"
+
+
+def _kind(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _message_text(completion: Any, k: int, reward: str) -> str:
+    """The checked text of one conversational completion (see :func:`completion_texts`)."""
+    if not isinstance(completion, (list, tuple)):
+        raise TypeError(f"{reward}: completion {k} must be {_FORMS}, got {_kind(completion)}")
+    for msg in reversed(completion):
+        if not isinstance(msg, Mapping):
+            raise TypeError(
+                f"{reward}: completion {k} must be {_FORMS}; it holds a message that is a "
+                f"{_kind(msg)}, not a dict"
+            )
+        if msg.get("role", "assistant") != "assistant":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list) and all(isinstance(p, Mapping) for p in content):
+            parts = [p.get("text") for p in content if p.get("type") == "text"]
+            if all(isinstance(t, str) for t in parts):
+                return "".join(parts)
+        raise TypeError(
+            f"{reward}: completion {k}: the assistant message's content must be a str (or a "
+            f"list of {{'type': 'text', 'text': str}} parts), got {_kind(content)}"
+        )
+    raise ValueError(f"{reward}: completion {k} must be {_FORMS}; it has no assistant message")
+
+
+def completion_texts(completions: Any, reward: str = "reward") -> list[str]:
+    """The texts of a batch of completions, checked (``TypeError`` / ``ValueError``).
+
+    Each completion is a string, or a list of chat messages whose last assistant message
+    (a message without ``role`` counts as one) has text content: a ``str``, or a list of
+    ``{"type": "text", "text": str}`` parts (other parts, e.g. images, are ignored).
+
+    >>> completion_texts(["B", [{"role": "assistant", "content": "A"}]])
+    ['B', 'A']
+    >>> completion_texts([None], "format_reward")
+    Traceback (most recent call last):
+    ...
+    TypeError: format_reward: completion 0 must be a str or a message list [{'role': 'assistant', 'content': str}], got NoneType None
+    """
+    if isinstance(completions, (str, bytes, bytearray, Mapping)) or not isinstance(
+        completions, Iterable
+    ):
+        raise TypeError(
+            f"{reward}: completions must be a list with one completion per sample, got "
+            f"{_kind(completions)}"
+        )
+    return [
+        c if type(c) is str else (str(c) if isinstance(c, str) else _message_text(c, k, reward))
+        for k, c in enumerate(completions)
+    ]
+
+
+_NOT_COLUMNS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra",
+                "log_metric"}  # fmt: skip
+
+
+def _as_column(value: Any, name: str, n: int, reward: str) -> list[Any]:
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{reward}: column {name!r} must be a list with one entry per completion, got "
+            f"{_kind(value)}"
+        )
+    col = list(value)
+    if len(col) != n:
+        raise ValueError(
+            f"{reward}: column {name!r} has {len(col)} entries for {n} completions; every "
+            "column needs one entry per completion (TRL repeats a prompt's columns for each "
+            "of its generations)"
+        )
+    return col
+
+
 def _column(kwargs: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:
     if name not in kwargs:
-        have = sorted(k for k in kwargs if k not in {"prompts", "completion_ids", "trainer_state"})
+        have = sorted(k for k in kwargs if k not in _NOT_COLUMNS)
         raise KeyError(
             f"{reward} needs a dataset column {name!r} (one entry per completion); the batch "
             f"has {have}. Add the column, or pass {reward}'s column name to its factory."
         )
-    col = list(kwargs[name])
-    if len(col) != n:
-        raise ValueError(f"column {name!r} has {len(col)} entries for {n} completions")
-    return col
+    return _as_column(kwargs[name], name, n, reward)
 
 
-def _options(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
+def _optional_column(kwargs: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:
+    """A column that may be absent (or None): then every entry is None."""
+    value = kwargs.get(name)
+    return [None] * n if value is None else _as_column(value, name, n, reward)
+
+
+def _options_column(kwargs: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:
+    """The options column, JSON texts read: each entry None, a mapping or a list."""
+    col = _optional_column(kwargs, name, n, reward)
+    read: dict[str, Any] = {}  # the completions of one prompt repeat one options text
+    out = []
+    for k, value in enumerate(col):
+        if isinstance(value, str):
+            if value not in read:
+                read[value] = _options_json(value, name, k, reward)
+            value = read[value]
+        elif value is not None and not isinstance(value, (Mapping, list, tuple)):
+            raise TypeError(
+                f"{reward}: {name!r} entry {k} must be the question's options (a dict, a "
+                f"list or their JSON text) or None, got {_kind(value)}"
+            )
+        out.append(value)
+    return out
+
+
+def _options_json(value: str, name: str, k: int, reward: str) -> Any:
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        obj = value
+    if obj is not None and not isinstance(obj, (dict, list)):
+        raise ValueError(
+            f"{reward}: {name!r} entry {k} is a text but not the JSON of a dict or list of "
+            f"options: {value[:60]!r}; store e.g. json.dumps({{'A': 'Yes', 'B': 'No'}})"
+        )
+    return obj
+
+
+def _gold(value: Any, name: str, k: int) -> str | None:
+    """A gold option letter, upper-cased; None skips the sample."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(
+            f"answer_reward: {name!r} entry {k} must be an option letter A-Z (or None to "
+            f"skip the sample), got {_kind(value)}"
+        )
+    letter = value.strip().upper()
+    if len(letter) != 1 or not "A" <= letter <= "Z":
+        raise ValueError(
+            f"answer_reward: {name!r} entry {k} must be an option letter A-Z (or None to "
+            f"skip the sample), got {value[:60]!r}"
+        )
+    return letter
 
 
 class FormatReward:
@@ -105,13 +245,11 @@ class FormatReward:
         self.__name__ = "format_reward"
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        n = len(completions)
-        opts = list(kwargs.get(self.options_column) or [None] * n)
+        texts = completion_texts(completions, "format_reward")
+        opts = _options_column(kwargs, self.options_column, len(texts), "format_reward")
         return [
-            1.0
-            if parse_response(completion_text(c), options=_options(o), grid=self.grid).format_ok
-            else 0.0
-            for c, o in zip(completions, opts, strict=True)
+            1.0 if parse_response(t, options=o, grid=self.grid).format_ok else 0.0
+            for t, o in zip(texts, opts, strict=True)
         ]
 
 
@@ -164,6 +302,11 @@ class DetectionReward:
             return None
         if isinstance(value, textmask.GroundTruth):
             return value
+        if isinstance(value, (numbers.Number, Mapping, bytes, bytearray)):
+            raise TypeError(
+                "a ground-truth mask is a mask array, a PIL image, a mask file path, a "
+                f"canonical seg text, '' (normal image) or None (skip), got {_kind(value)}"
+            )
         if isinstance(value, str):
             hit = self._cache.get(value)
             if hit is not None:
@@ -175,6 +318,15 @@ class DetectionReward:
                 self._cache.popitem(last=False)
             return gt
         return textmask.GroundTruth(load_mask(value), self.grid, level=self.level)
+
+    def _entry(self, value: Any, k: int) -> textmask.GroundTruth | None:
+        """:meth:`target` of entry ``k``, its errors naming the column and the entry."""
+        try:
+            return self.target(value)
+        except TypeError as exc:
+            raise TypeError(f"detection_reward: {self.mask_column!r} entry {k}: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"detection_reward: {self.mask_column!r} entry {k}: {exc}") from exc
 
     def _from_string(self, value: str) -> textmask.GroundTruth:
         if looks_like_mask_path(value):
@@ -190,20 +342,21 @@ class DetectionReward:
         return textmask.GroundTruth(cells, self.grid, level=self.level)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        n = len(completions)
+        all_texts = completion_texts(completions, "detection_reward")
+        n = len(all_texts)
         masks = _column(kwargs, self.mask_column, n, "detection_reward")
         seen: dict[int, textmask.GroundTruth | None] = {}
         targets: list[textmask.GroundTruth | None] = []
-        for m in masks:
+        for k, m in enumerate(masks):
             key = id(m)
             if key not in seen:
-                seen[key] = self.target(m)
+                seen[key] = self._entry(m, k)
             targets.append(seen[key])
         keep = [k for k, t in enumerate(targets) if t is not None]
         out: list[float | None] = [None] * n
         if not keep:
             return out
-        texts = [block_text(completion_text(completions[k]), "seg") or "" for k in keep]
+        texts = [block_text(all_texts[k], "seg") or "" for k in keep]
         values = textmask.detection_rewards(
             texts, [targets[k] for k in keep], self.grid, alpha=self.alpha,
             index_base=self.grid.index_base,
@@ -236,19 +389,21 @@ class AnswerReward:
         self.__name__ = "answer_reward"
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        n = len(completions)
+        texts = completion_texts(completions, "answer_reward")
+        n = len(texts)
         gold = _column(kwargs, self.answer_column, n, "answer_reward")
-        opts = list(kwargs.get(self.options_column) or [None] * n)
+        opts = _options_column(kwargs, self.options_column, n, "answer_reward")
         out: list[float | None] = []
-        for c, g, o in zip(completions, gold, opts, strict=True):
-            if g is None:
+        for k, (t, g, o) in enumerate(zip(texts, gold, opts, strict=True)):
+            letter_gold = _gold(g, self.answer_column, k)
+            if letter_gold is None:
                 out.append(None)
                 continue
-            letter = read_answer(completion_text(c), _options(o))
+            letter = read_answer(t, o)
             if letter is None:
                 out.append(self.invalid)
             else:
-                out.append(self.correct if letter == str(g).strip().upper() else self.wrong)
+                out.append(self.correct if letter == letter_gold else self.wrong)
         return out
 
 

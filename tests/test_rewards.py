@@ -8,6 +8,7 @@ of ``num_generations`` completions that share a prompt.
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -493,3 +494,229 @@ def test_make_rewards_forwards_configuration():
     assert trl_call(fmt, [c], o=[["x", "y"]]) == [1.0]
     assert trl_call(det, [c], m=["(5, 8)"]) == [1.0]
     assert trl_call(ans, [c], a=["B"], o=[["x", "y"]]) == [1.0]
+
+
+# --------------------------------------------------------------------------- malformed batches
+# (issue 10, item 12: a None completion used to score as empty text, 1.0 on a normal image)
+NORMAL = {"mask": [""], "answer": ["A"], "options": [["Yes", "No"]]}
+BAD_COMPLETIONS = [
+    (None, TypeError, "got NoneType"),
+    (5, TypeError, "got int 5"),
+    ({"role": "assistant", "content": EMPTY_SEG}, TypeError, "got dict"),
+    (b"<seg></seg>", TypeError, "got bytes"),
+    ([], ValueError, "no assistant message"),
+    ([{"role": "user", "content": "Q?"}], ValueError, "no assistant message"),
+    ([{"role": "assistant", "content": None}], TypeError, "content must be a str"),
+    ([{"role": "assistant"}], TypeError, "content must be a str"),
+    ([{"role": "assistant", "content": [{"type": "text", "text": 5}]}], TypeError, "parts"),
+    (["<seg></seg>"], TypeError, "not a dict"),
+]
+
+
+@pytest.mark.parametrize("reward", make_rewards(), ids=lambda r: r.__name__)
+@pytest.mark.parametrize(("bad", "error", "says"), BAD_COMPLETIONS)
+def test_a_malformed_completion_raises_naming_reward_index_and_type(reward, bad, error, says):
+    completions = [EMPTY_SEG, bad]
+    cols = {k: v * 2 for k, v in NORMAL.items()}
+    with pytest.raises(error) as excinfo:
+        trl_call(reward, completions, **cols)
+    msg = str(excinfo.value)
+    assert reward.__name__ in msg and "completion 1" in msg and says in msg, msg
+
+
+def test_a_none_completion_no_longer_earns_the_normal_image_reward():
+    with pytest.raises(TypeError, match="detection_reward: completion 0"):
+        DetectionReward()([None], mask=[""])
+    assert DetectionReward()([EMPTY_SEG], mask=[""]) == [1.0]  # the real empty prediction
+
+
+@pytest.mark.parametrize("completions", ["<seg></seg>", {"content": "x"}, 5, None])
+def test_completions_must_be_a_list(completions):
+    for r in make_rewards():
+        with pytest.raises(TypeError, match="completions must be a list"):
+            r(completions, mask=[""], answer=["A"])
+
+
+@pytest.mark.parametrize("column", ["options", "mask", "answer"])
+@pytest.mark.parametrize("length", [0, 2, 4])
+def test_a_column_of_the_wrong_length_names_the_column(column, length):
+    cols = {"mask": ["", "", ""], "answer": ["A", "A", "A"], "options": [["Yes", "No"]] * 3}
+    cols[column] = cols[column][:1] * length
+    for r in make_rewards():
+        uses = {
+            "format_reward": {"options"},
+            "detection_reward": {"mask"},
+            "answer_reward": {"answer", "options"},
+        }[r.__name__]
+        if column not in uses:
+            continue
+        with pytest.raises(ValueError) as excinfo:
+            trl_call(r, [EMPTY_SEG] * 3, **cols)
+        msg = str(excinfo.value)
+        assert f"column {column!r} has {length} entries for 3 completions" in msg
+        assert r.__name__ in msg and "zip()" not in msg
+
+
+@pytest.mark.parametrize("value", ["(1, 1)", {"A": "Yes"}, 5])
+def test_a_column_that_is_not_a_list_is_a_type_error(value):
+    with pytest.raises(TypeError, match="column 'mask' must be a list"):
+        trl_call(DetectionReward(), [GOOD], mask=value)
+    with pytest.raises(TypeError, match="column 'options' must be a list"):
+        trl_call(FormatReward(), [GOOD], options=value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "error", "says"),
+    [
+        (5, TypeError, "got int 5"),
+        (True, TypeError, "got bool"),
+        ({"path": "m.png"}, TypeError, "got dict"),
+        (b"(1, 1)", TypeError, "got bytes"),
+        ("no such thing", ValueError, "canonical"),
+    ],
+)
+def test_a_bad_mask_entry_names_its_index(entry, error, says):
+    with pytest.raises(error) as excinfo:
+        trl_call(DetectionReward(), [GOOD, GOOD], mask=["(1, 1)", entry])
+    msg = str(excinfo.value)
+    assert "detection_reward: 'mask' entry 1" in msg and says in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("gold", "error"),
+    [
+        (1, TypeError),
+        (["B"], TypeError),
+        ("AB", ValueError),
+        ("", ValueError),
+        ("Yes", ValueError),
+        ("é", ValueError),
+    ],
+)
+def test_a_bad_gold_letter_names_its_index(gold, error):
+    with pytest.raises(error, match=r"answer_reward: 'answer' entry 1 must be an option letter"):
+        trl_call(AnswerReward(), [GOOD, GOOD], answer=["B", gold])
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "says"),
+    [
+        (5, TypeError, "got int 5"),
+        ("A: Yes, B: No", ValueError, "not the JSON"),
+        ("5", ValueError, "not the JSON"),
+        (b"[]", TypeError, "got bytes"),
+    ],
+)
+def test_a_bad_options_entry_names_its_index(options, error, says):
+    for r in (FormatReward(), AnswerReward()):
+        with pytest.raises(error) as excinfo:
+            trl_call(r, [GOOD, GOOD], answer=["B", "B"], options=[["No", "Yes"], options])
+        msg = str(excinfo.value)
+        assert f"{r.__name__}: 'options' entry 1" in msg and says in msg, msg
+
+
+def test_documented_skips_and_optional_columns_still_work():
+    fmt, det, ans = make_rewards()
+    c = [GOOD, GOOD]
+    assert trl_call(det, c, mask=[None, "(1, 1)"]) == [None, 2.0]
+    assert trl_call(ans, c, answer=["B", None]) == [1.0, None]
+    assert trl_call(ans, c, answer=[" b ", "B"], options=[None, '{"A": "No", "B": "Yes"}']) == [
+        1.0,
+        1.0,
+    ]
+    assert trl_call(fmt, c) == [1.0, 1.0]  # no options column
+    assert trl_call(fmt, c, options=None) == [1.0, 1.0]  # an explicit None column: absent
+    assert trl_call(fmt, c, options=[None, ["No", "Yes"]]) == [1.0, 1.0]
+
+
+def test_array_columns_and_typed_content_parts_are_accepted():
+    parts = [
+        {"type": "text", "text": "<seg>(0, 0)</seg><think>t</think>"},
+        {"type": "image"},
+        {"type": "text", "text": "<answer>A</answer>"},
+    ]
+    completions = [[{"role": "assistant", "content": parts}], "<seg></seg><think>t</think>"]
+    masks = np.zeros((2, 48, 48), bool)
+    masks[0, :2, :2] = True
+    fmt, det, ans = make_rewards()
+    assert trl_call(fmt, completions) == [1.0, 0.0]
+    assert trl_call(det, completions, mask=masks) == [2.0, 1.0]
+    assert trl_call(ans, completions, answer=np.array(["A", "B"])) == [1.0, 0.1]
+    # a conversation: the last assistant message counts, other roles are skipped
+    convo = [{"role": "assistant", "content": "B"}, {"role": "tool", "content": "ok"}]
+    assert trl_call(ans, [convo], answer=["B"]) == [1.0]
+
+
+completion_values = st.one_of(
+    st.sampled_from([GOOD, EMPTY_SEG, "", "B"]),
+    st.sampled_from([GOOD, EMPTY_SEG]).map(lambda t: [{"role": "assistant", "content": t}]),
+    st.sampled_from([None, 0, 1.5, {"content": "B"}, [], [None], [{"role": "user"}], b"x"]),
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(completions=st.lists(completion_values, max_size=6))
+def test_rewards_raise_exactly_when_a_completion_is_malformed(completions):
+    n = len(completions)
+    valid = all(
+        isinstance(c, str)
+        or (isinstance(c, list) and c and isinstance(c[0], dict) and "content" in c[0])
+        for c in completions
+    )
+    cols = dict(mask=["(1, 1)"] * n, answer=["B"] * n, options=[["No", "Yes"]] * n)
+    for r in make_rewards():
+        try:
+            out = trl_call(r, completions, **cols)
+        except (TypeError, ValueError) as exc:
+            assert not valid, exc
+            assert r.__name__ in str(exc) and "completion " in str(exc)
+        else:
+            assert valid and all(type(v) is float for v in out)  # no sample is skipped
+
+
+# --------------------------------------------------------------------------- adapters
+def test_adapters_check_their_batches():
+    from omniad_core import easyr1_compute_score, verl_compute_score, verl_compute_score_batch
+    from omniad_core.integrations import OmniADScorer
+
+    gt = {"answer": "B", "mask": "(1, 1)"}
+    with pytest.raises(TypeError, match="solution_str: entry 0 must be the response text"):
+        verl_compute_score("x", None, gt)
+    with pytest.raises(TypeError, match="solution_strs must be a list"):
+        verl_compute_score_batch(["x"], GOOD, [gt])
+    with pytest.raises(ValueError, match="batch lengths differ: 2 data_sources, 1 solution_strs"):
+        verl_compute_score_batch(["x", "y"], [GOOD], [gt], [None])
+    with pytest.raises(ValueError, match="1 ground_truths, 2 extra_infos"):
+        verl_compute_score_batch(["x"], [GOOD], [gt], [None, None])
+    scorer = OmniADScorer()
+    with pytest.raises(ValueError, match="batch lengths differ: 2 responses, 1 ground_truths"):
+        scorer.score_batch([GOOD, GOOD], [gt])
+    with pytest.raises(TypeError, match="responses: entry 1 must be the response text"):
+        scorer.score_batch([GOOD, 5], [gt, gt])
+    with pytest.raises(ValueError, match="ground truth 1 is JSON text of a list"):
+        scorer.score_batch([GOOD, GOOD], [gt, "[1, 2]"])
+    with pytest.raises(TypeError, match="answer_reward: 'answer' entry 0"):
+        scorer.score_batch([GOOD], [{"answer": 2, "mask": ""}])
+    with pytest.raises(TypeError, match=r"reward_inputs\[1\] must be a dict with 'response'"):
+        easyr1_compute_score([{"response": GOOD, "ground_truth": gt}, {"response": GOOD}])
+    with pytest.raises(
+        TypeError, match=r"reward_inputs\[0\]\['response'\] must be the response text"
+    ):
+        easyr1_compute_score([{"response": None, "ground_truth": gt}])
+    # well-formed batches are unchanged; a ground truth without a mask scores 0.0 there
+    assert scorer.score_batch([GOOD], [{"answer": "B"}])[0]["detection"] == 0.0
+
+
+def test_openrlhf_adapter_checks_lengths_and_types():
+    pytest.importorskip("torch")
+    from omniad_core import openrlhf_reward_func
+
+    label = json.dumps({"answer": "B", "mask": "(1, 1)"})
+    with pytest.raises(ValueError, match="batch lengths differ: 2 queries, 1 prompts, 2 labels"):
+        openrlhf_reward_func([GOOD, GOOD], [""], [label, label])
+    with pytest.raises(TypeError, match="queries: entry 0"):
+        openrlhf_reward_func([None], [""], [label])
+    with pytest.raises(TypeError, match="prompts: entry 0 must be a str or None"):
+        openrlhf_reward_func([GOOD], [5], [label])
+    out = openrlhf_reward_func([GOOD], [None], [label])
+    assert out["rewards"].tolist() == [4.0]

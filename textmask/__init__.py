@@ -82,6 +82,23 @@ cell indices, so ``(0, 0)-(0, 99999999999)`` or a megabyte of junk is cheap.  Wi
 partly or wholly outside the grid, cells dropped, characters skipped, and the offset
 of the first skipped or dropped item.
 
+Size limits
+-----------
+Shapes are untrusted input too (a CLI argument, a dataset field): every pixel shape
+``(H, W)`` a function takes (``decode(..., shape=)``, :func:`unpatchify`,
+:func:`area`, :func:`decode_batch`, the shape of a mask array) must have sides in ``[1, MAX_SIDE]``
+(``MAX_SIDE = 2**31 - 1``) and ``H * W <= max_pixels()``, and a batch call's output
+(``N x H x W`` pixels or ``N x rows x cols`` cells) at most ``max_pixels()`` elements;
+anything larger raises :class:`TextMaskError` before any memory is allocated.
+Mask arrays are checked the same way, before any copy of them is made.
+``max_pixels()`` is ``2**31`` by default: a 2 GiB ``bool`` mask, some 46000 x 46000
+pixels, far beyond any inspection image, while ``(100000, 100000)`` (10 GB) or a
+shape that would overflow the 64-bit cell edges is refused with a message.  Raise it
+with ``set_max_pixels(n)`` (per process) when the memory is there, or avoid pixel
+masks altogether: decode to cells and score with :class:`GroundTruth`, which is exact
+at pixel level without building one.  Cell grids hold at most
+``textmask.grid.MAX_CELLS`` (``2**24``) cells, and cell indices of runs are below it.
+
 Scores and rewards
 ------------------
 :func:`score` compares a predicted cell set (or seg text) with a ground-truth mask at
@@ -95,6 +112,7 @@ prompt share the precomputation.
 """
 
 from textmask._errors import TextMaskError
+from textmask._limits import MAX_SIDE, max_pixels, set_max_pixels
 from textmask.codec import (
     DecodeReport,
     cells_to_runs,
@@ -121,6 +139,7 @@ FORMAT_VERSION = 1
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_SIDE",
     "REGIONS",
     "DecodeReport",
     "Grid",
@@ -140,6 +159,7 @@ __all__ = [
     "f1",
     "iou",
     "is_canonical",
+    "max_pixels",
     "patchify",
     "precision",
     "recall",
@@ -148,6 +168,7 @@ __all__ = [
     "runs_to_cells",
     "runs_to_text",
     "score",
+    "set_max_pixels",
     "text_to_runs",
     "unpatchify",
     "warmup",

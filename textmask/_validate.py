@@ -10,9 +10,18 @@ from typing import Any
 import numpy as np
 
 from textmask._errors import TextMaskError
-from textmask.grid import Grid, _edges
+from textmask._limits import MAX_SIDE, check_pixels, check_side, max_pixels
+from textmask.grid import MAX_CELLS, Grid, _edges
 
-__all__ = ["as_cells", "as_mask", "as_runs", "as_shape", "as_text_bytes", "edges"]
+__all__ = [
+    "as_batch_output",
+    "as_cells",
+    "as_mask",
+    "as_runs",
+    "as_shape",
+    "as_text_bytes",
+    "edges",
+]
 
 
 def _describe(arr: np.ndarray) -> str:
@@ -42,6 +51,9 @@ def as_mask(mask: Any, name: str = "mask") -> tuple[np.ndarray, bool]:
         raise TextMaskError(f"{name} must be 2-D (H, W), got {_describe(arr)}{hint}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise TextMaskError(f"{name} must have at least one pixel, got {_describe(arr)}")
+    if arr.shape[0] * arr.shape[1] > max_pixels() or max(arr.shape) > MAX_SIDE:
+        # checked before any copy or comparison below allocates H * W bytes
+        as_shape(arr.shape, f"the {name} of shape", hint="; downscale the mask")
     kind = arr.dtype.kind
     if kind == "b" or (kind in "iu" and arr.dtype.itemsize == 1):
         u8 = arr.view(np.uint8)
@@ -74,6 +86,11 @@ def as_cells(cells: Any, grid: Grid | None = None, name: str = "cells") -> np.nd
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise TextMaskError(f"{name} must have at least one cell, got {_describe(arr)}")
+    if arr.shape[0] * arr.shape[1] > MAX_CELLS:
+        raise TextMaskError(
+            f"{name} has {arr.shape[0]} x {arr.shape[1]} cells; a grid has at most "
+            f"{MAX_CELLS} cells (textmask.grid.MAX_CELLS)"
+        )
     if arr.dtype.kind == "b":
         return np.ascontiguousarray(arr)
     if arr.dtype.kind in "iu":
@@ -95,7 +112,8 @@ def as_runs(runs: Any, grid: Grid | None = None) -> np.ndarray:
             f"column, last column), got {_describe(arr)}"
         )
     arr = np.ascontiguousarray(arr, dtype=np.int64)
-    bad = (arr < 0).any(axis=1) | (arr[:, 2] < arr[:, 1])
+    # indices of any grid are below MAX_CELLS; larger ones would overflow the text writer
+    bad = (arr < 0).any(axis=1) | (arr[:, 2] < arr[:, 1]) | (arr >= MAX_CELLS).any(axis=1)
     if grid is not None:
         bad |= (arr[:, 0] >= grid.rows) | (arr[:, 2] >= grid.cols)
     if bad.any():
@@ -103,34 +121,58 @@ def as_runs(runs: Any, grid: Grid | None = None) -> np.ndarray:
         where = "" if grid is None else f" inside a {grid.rows} x {grid.cols} grid"
         raise TextMaskError(
             f"run {k} = {arr[k].tolist()} is not a valid 0-based (row, c1, c2) run"
-            f"{where}; runs need 0 <= c1 <= c2"
+            f"{where}; runs need 0 <= c1 <= c2 and indices below {MAX_CELLS}, the most "
+            "cells a grid may have"
         )
     return arr
 
 
-def as_shape(shape: Any) -> tuple[int, int]:
-    """Check a target pixel shape ``(H, W)``."""
+_SHAPE_HINT = (
+    "; decode to cells (no shape) and score with textmask.GroundTruth, which never builds "
+    "the pixel mask"
+)
+
+
+def as_shape(shape: Any, name: str = "shape", hint: str = _SHAPE_HINT) -> tuple[int, int]:
+    """Check a target pixel shape ``(H, W)``: sides in ``[1, MAX_SIDE]``, ``H * W`` at most
+    :func:`~textmask.max_pixels`."""
     if (  # fast path for the common case
         type(shape) is tuple
         and len(shape) == 2
         and type(shape[0]) is int
         and type(shape[1]) is int
-        and shape[0] >= 1
-        and shape[1] >= 1
+        and 1 <= shape[0] <= MAX_SIDE
+        and 1 <= shape[1] <= MAX_SIDE
+        and shape[0] * shape[1] <= max_pixels()
     ):
         return shape
     if (
         not isinstance(shape, Sequence)
+        or isinstance(shape, (str, bytes))
         or len(shape) != 2
         or not all(
             isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in shape
         )
     ):
-        raise TextMaskError(f"shape must be a pair of ints (H, W), got {shape!r}")
+        raise TextMaskError(f"{name} must be a pair of ints (H, W), got {shape!r}")
     h, w = int(shape[0]), int(shape[1])
     if h < 1 or w < 1:
-        raise TextMaskError(f"shape must be at least (1, 1), got {(h, w)}")
+        raise TextMaskError(f"{name} must be at least (1, 1), got {(h, w)}")
+    check_side(f"{name} {(h, w)}: the height", h)
+    check_side(f"{name} {(h, w)}: the width", w)
+    check_pixels(f"{name} {(h, w)}", h * w, hint=hint)
     return h, w
+
+
+def as_batch_output(n: int, shape: tuple[int, int], kind: str) -> None:
+    """Check that ``n`` outputs of ``shape`` stay within :func:`~textmask.max_pixels`."""
+    if n * shape[0] * shape[1] > max_pixels():
+        check_pixels(
+            f"the output of {n} {kind} of {shape[0]} x {shape[1]}",
+            n * shape[0] * shape[1],
+            hint="; decode the batch in smaller chunks",
+            unit="elements",
+        )
 
 
 def as_text_bytes(text: Any) -> np.ndarray:

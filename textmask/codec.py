@@ -11,6 +11,7 @@ import numpy as np
 from textmask import _kernels as K
 from textmask._errors import TextMaskError
 from textmask._validate import (
+    as_batch_output,
     as_cells,
     as_mask,
     as_runs,
@@ -420,7 +421,15 @@ def decode_batch(
     """
     g = Grid.of(grid, index_base=index_base)
     pixel_shape = None if shape is None else as_shape(shape)
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TextMaskError(
+            f"decode_batch takes a sequence of texts, got one {type(texts).__name__}; use "
+            "decode for a single text, or pass [text]"
+        )
     texts = list(texts)
+    as_batch_output(len(texts), g.shape, "cell grids")
+    if pixel_shape is not None:
+        as_batch_output(len(texts), pixel_shape, "pixel masks")
     if strict:
         cells = np.zeros((len(texts), g.rows, g.cols), np.bool_)
         for k, t in enumerate(texts):

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 
 from textmask._errors import TextMaskError
+from textmask._validate import as_shape
 from textmask.codec import patchify
 from textmask.grid import Grid
 from textmask.metrics import GroundTruth
 
-__all__ = ["DEFECT_KINDS", "codec_fidelity", "defect_masks"]
+__all__ = ["DEFECT_KINDS", "MAX_DEFECT_PIXELS", "codec_fidelity", "defect_masks"]
 
 #: Defect shapes :func:`defect_masks` draws.
 DEFECT_KINDS = ("scratch", "spot", "stain")
@@ -73,6 +74,19 @@ def _stain(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 _MAKERS = {"scratch": _scratch, "spot": _spot, "stain": _stain}
 
+#: Largest ``H * W`` :func:`defect_masks` draws (its float maps take ~50 bytes a pixel).
+MAX_DEFECT_PIXELS = 2**24
+
+
+def _defect_shape(shape: Any) -> tuple[int, int]:
+    h, w = as_shape(shape, hint=f"; defect_masks draws at most {MAX_DEFECT_PIXELS} pixels")
+    if min(h, w) < 8 or h * w > MAX_DEFECT_PIXELS:
+        raise TextMaskError(
+            f"shape must be (H, W) with both sides >= 8 and H * W <= {MAX_DEFECT_PIXELS} "
+            f"(e.g. 4096 x 4096), got {(h, w)}; synthetic defects are drawn at image size"
+        )
+    return h, w
+
 
 def defect_masks(
     n: int = 20,
@@ -85,6 +99,8 @@ def defect_masks(
 
     Kinds: ``"scratch"`` (thin curved lines, 1-4 px wide at 512 px), ``"spot"``
     (discs of 3-18 px), ``"stain"`` (unions of large ellipses, 5-35 % of the side).
+    Both sides must be at least 8 and ``H * W`` at most :data:`MAX_DEFECT_PIXELS`
+    (``2**24``, e.g. 4096 x 4096): stains are drawn with float maps of the whole image.
 
     >>> masks = defect_masks(2, (64, 64), seed=1)
     >>> [k for k, _ in masks]
@@ -96,10 +112,8 @@ def defect_masks(
     unknown = [k for k in kinds if k not in _MAKERS]
     if unknown:
         raise TextMaskError(f"unknown defect kinds {unknown}; choose from {list(_MAKERS)}")
-    if len(shape) != 2 or min(shape) < 8:
-        raise TextMaskError(f"shape must be (H, W) with both sides >= 8, got {tuple(shape)}")
+    h, w = _defect_shape(shape)
     rng = np.random.default_rng(seed)
-    h, w = int(shape[0]), int(shape[1])
     out = []
     for kind in kinds:
         for _ in range(n):

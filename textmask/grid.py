@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from textmask._errors import TextMaskError
+from textmask._limits import MAX_SIDE
 
 __all__ = ["MAX_CELLS", "Grid", "GridLike"]
 
@@ -26,6 +27,16 @@ def _check_int(name: str, value: Any, low: int) -> int:
     value = int(value)
     if value < low:
         raise TextMaskError(f"{name} must be an integer >= {low}, got {value}")
+    return value
+
+
+def _check_side(name: str, value: Any) -> int:
+    value = _check_int(name, value, 1)
+    if value > MAX_SIDE:
+        raise TextMaskError(
+            f"{name} must be at most {MAX_SIDE} (2**31 - 1) pixels, got {value}; check the "
+            "image size"
+        )
     return value
 
 
@@ -146,11 +157,11 @@ class Grid:
         >>> Grid(3, 3).row_edges(10).tolist()
         [0, 3, 6, 10]
         """
-        return _edges(height, self.rows)
+        return _edges(_check_side("height", height), self.rows)
 
     def col_edges(self, width: int) -> np.ndarray:
         """Pixel-column boundaries of the cell columns for an image ``width`` wide."""
-        return _edges(width, self.cols)
+        return _edges(_check_side("width", width), self.cols)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, stored next to checkpoints."""
