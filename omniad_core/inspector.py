@@ -50,7 +50,7 @@ __all__ = [
 #: File next to a checkpoint's weights describing how it reads and writes masks.
 SPEC_FILE = "omniad.json"
 #: The keys ``omniad.json`` may hold.
-SPEC_KEYS = ("textmask", "image_size", "system_prompt")
+SPEC_KEYS = ("textmask", "image_size", "system_prompt", "shots")
 #: Accepted ``image_size`` values (pixels per side; 28 is one Qwen2.5-VL patch merge).
 IMAGE_SIZE_RANGE = (28, 8192)
 _MAX_SPEC_BYTES = 1_000_000
@@ -118,6 +118,14 @@ def _spec_values(spec: Any, where: str) -> dict[str, Any]:
                 f"{_MAX_PROMPT_CHARS:,}"
             )
         out["system_prompt"] = prompt
+    if "shots" in spec:
+        shots = spec["shots"]
+        if shots is not None and (type(shots) is not int or shots not in (0, 1)):
+            raise ValueError(
+                f"{where}: 'shots' must be 0 (query image only), 1 (a normal reference image "
+                f"first) or null, got {shots!r:.80}"
+            )
+        out["shots"] = shots
     return out
 
 
@@ -126,11 +134,14 @@ def save_spec(
     *,
     grid: textmask.grid.GridLike = 24,
     image_size: int = 512,
-    system_prompt: str = SYSTEM_PROMPT,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    shots: int | None = None,
 ) -> Path:
-    """Write ``omniad.json`` (textmask spec, image size, system prompt) into ``path``.
+    """Write ``omniad.json`` (textmask spec, image size, system prompt, shots) into ``path``.
 
-    The values are checked as :func:`load_spec` checks them, so what is written loads.
+    ``shots`` is the number of normal reference images the training prompts held (0 or
+    1); None leaves it out.  The values are checked as :func:`load_spec` checks them, so
+    what is written loads.
     """
     p = Path(path) / SPEC_FILE
     size = image_size if isinstance(image_size, bool) else _as_int(image_size)
@@ -139,6 +150,8 @@ def save_spec(
         "image_size": size,
         "system_prompt": system_prompt,
     }
+    if shots is not None:
+        spec["shots"] = shots
     _spec_values(spec, f"save_spec({str(p)!r})")
     p.write_text(json.dumps(spec, indent=2) + "\n")
     return p
@@ -156,7 +169,8 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Every key is checked: ``textmask`` a grid object (:meth:`textmask.Grid.from_dict`),
     ``image_size`` an integer in :data:`IMAGE_SIZE_RANGE` (or null: no resizing),
-    ``system_prompt`` a string (or null); any other key is an error.  Errors are
+    ``system_prompt`` a string (or null), ``shots`` 0 or 1 (or null: unknown); any
+    other key is an error.  Errors are
     ``ValueError`` naming the file and the key.
     """
     p = Path(path) / SPEC_FILE

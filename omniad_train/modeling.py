@@ -85,7 +85,7 @@ def load_model_and_processor(
 
 def _spec_kwargs(script_args: Any, spec: dict[str, Any] | None = None) -> dict[str, Any]:
     if spec is not None:
-        return {k: spec[k] for k in ("grid", "image_size", "system_prompt")}
+        return {k: spec[k] for k in ("grid", "image_size", "system_prompt", "shots")}
     return {
         "grid": script_args.grid,
         "image_size": script_args.image_size,
@@ -94,8 +94,8 @@ def _spec_kwargs(script_args: Any, spec: dict[str, Any] | None = None) -> dict[s
 
 
 def write_spec(path: str | os.PathLike[str], script_args: Any, spec: dict[str, Any] | None) -> Path:
-    """Write ``omniad.json`` into ``path``: the dataset's grid, image size and system prompt
-    (``spec`` from :func:`omniad_train.config.dataset_spec`), or, when ``spec`` is None, the
+    """Write ``omniad.json`` into ``path``: the dataset's grid, image size, system prompt and
+    shots (``spec`` from :func:`omniad_train.config.dataset_spec`), or, when ``spec`` is None, the
     recipe's grid and image size with the paper's prompt."""
     return save_spec(path, **_spec_kwargs(script_args, spec))
 

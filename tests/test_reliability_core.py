@@ -423,6 +423,9 @@ def test_missing_processor_files_are_named(ckpt, tmp_path, capsys, remove, messa
         ({"textmask": {"rows": "24", "cols": 24}}, "textmask"),
         ({"textmask": {"rows": 24, "cols": 24, "colour": 1}}, "textmask"),
         ({"image_sise": 512}, "image_sise"),
+        ({"shots": 2}, "shots"),
+        ({"shots": True}, "shots"),
+        ({"shots": "1"}, "shots"),
         ([1, 2], "JSON object"),
     ],
 )

@@ -157,6 +157,7 @@ def test_checkpoints_record_the_datasets_system_prompt(run):
         spec = json.loads((folder / "omniad.json").read_text())
         assert spec["system_prompt"] == PROMPT
         assert spec["image_size"] == 56
+        assert spec["shots"] == 0
         assert textmask.Grid.from_dict(spec["textmask"]) == textmask.Grid(24, 24)
     assert Inspector.from_pretrained(run / "checkpoint-1", max_new_tokens=4).system_prompt == PROMPT
 
