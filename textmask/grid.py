@@ -151,6 +151,32 @@ class Grid:
             g.index_base if index_base is None else index_base,
         )
 
+    @classmethod
+    def parse(
+        cls, text: str, *, threshold: float | None = None, index_base: int | None = None
+    ) -> Grid:
+        """A grid from its command-line form: ``"24"`` (square) or ``"16x32"`` (rows x cols).
+
+        This is the one grid syntax of every command line of the toolkit.  Spaces around
+        the numbers and an upper-case ``X`` are accepted; anything else is a
+        :class:`TextMaskError` saying what was expected.
+
+        >>> Grid.parse("24").shape, Grid.parse("16x32").shape, Grid.parse(" 8 X 8 ").shape
+        ((24, 24), (16, 32), (8, 8))
+        >>> Grid.parse("16,32")
+        Traceback (most recent call last):
+        ...
+        textmask._errors.TextMaskError: a grid is N or ROWSxCOLS, e.g. 24 or 16x32, got '16,32'
+        """
+        if not isinstance(text, str):
+            raise TextMaskError(f"Grid.parse takes a str such as '24' or '16x32', got {text!r}")
+        parts = text.lower().split("x")
+        if len(parts) in (1, 2) and all(_small_number(p) for p in parts):
+            nums = [int(p) for p in parts]
+            rows, cols = (nums[0], nums[0]) if len(nums) == 1 else (nums[0], nums[1])
+            return cls.of((rows, cols), threshold=threshold, index_base=index_base)
+        raise TextMaskError(f"a grid is N or ROWSxCOLS, e.g. 24 or 16x32, got {text[:40]!r}")
+
     def row_edges(self, height: int) -> np.ndarray:
         """Pixel-row boundaries of the cell rows for an image ``height`` pixels tall.
 
@@ -190,6 +216,12 @@ GridLike = int | tuple[int, int] | Grid
 
 _OPT_FLOAT = (type(None), float)
 _OPT_INT = (type(None), int)
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits, at most 9 of them (larger grids are refused by the size check)."""
+    t = text.strip()
+    return 0 < len(t) <= 9 and t.isascii() and t.isdigit()
 
 
 def _plain(grid: Any) -> bool:
