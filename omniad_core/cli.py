@@ -9,9 +9,13 @@ unexpected one.
 
     omniad inspect part.png --model ckpt/ [--reference good.png] [--question Q --options Yes No]
                             [--json] [--overlay out.png]
-    omniad encode mask.png [--grid 24] [--threshold 0] [--index-base 0]
+    omniad encode mask.png [--grid 24|ROWSxCOLS] [--threshold 0] [--index-base 0]
     omniad decode "(3, 4)-(3, 6)" --shape 512 512 --out mask.png [--grid 24]
-    omniad demo [--quick] [--out runs/demo]     (synthetic data, SFT + GRPO, evaluation)
+    omniad demo [--quick] [--out runs/demo] [--overwrite]
+
+``omniad demo`` is ``omniad-train demo`` (synthetic data, SFT + GRPO, evaluation).  The
+core never imports the training layer: commands of other layers are found through the
+``omniad.commands`` entry-point group, which the training layer fills in.
 """
 
 from __future__ import annotations
@@ -24,19 +28,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["PLUGIN_GROUP", "grid_arg", "main"]
+
+#: Entry-point group of ``omniad`` sub-commands that live in other layers or packages:
+#: ``name = "module:function"``, the function taking the remaining argv, returning a code.
+PLUGIN_GROUP = "omniad.commands"
 
 
 class _Fail(Exception):
     """An error reported as one line on stderr with exit code 1."""
 
 
+def grid_arg(text: str) -> Any:
+    """An argparse ``type=`` for ``--grid``: ``N`` or ``ROWSxCOLS`` (:meth:`textmask.Grid.parse`).
+
+    Every command line of the toolkit reads grids with it, so they share one syntax.
+    """
+    import textmask
+
+    try:
+        return textmask.Grid.parse(text)
+    except textmask.TextMaskError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _grid(args: argparse.Namespace) -> Any:
     import textmask
 
-    rows, cols = (args.grid[0], args.grid[0]) if len(args.grid) == 1 else args.grid
     try:
-        return textmask.Grid(rows, cols, args.threshold, args.index_base)
+        return textmask.Grid.of(args.grid, threshold=args.threshold, index_base=args.index_base)
     except textmask.TextMaskError as exc:
         raise _Fail(str(exc)) from None
 
@@ -168,13 +188,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omniad", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def grid_args(sp: argparse.ArgumentParser, default: list[int] | None) -> None:
-        sp.add_argument("--grid", type=int, nargs="+", default=default, metavar="N",
-                        help="grid size: N or ROWS COLS (default 24)")  # fmt: skip
+    def grid_args(sp: argparse.ArgumentParser, default: str | None) -> None:
+        sp.add_argument(
+            "--grid",
+            type=grid_arg,
+            default=None if default is None else grid_arg(default),
+            metavar="N|ROWSxCOLS",
+            help="grid size, e.g. 24 or 16x32 (default: "
+            + (default if default is not None else "the checkpoint's")
+            + ")",
+        )
         sp.add_argument("--threshold", type=float, default=0.0, help="cell labelling threshold")
         sp.add_argument("--index-base", type=int, default=0, choices=(0, 1))
 
-    sub.add_parser("demo", help="train and evaluate a small model on synthetic defects (--help)")
+    for name, help_text in _plugin_help().items():
+        sub.add_parser(name, help=help_text, add_help=False)
     sp = sub.add_parser("inspect", help="analyze an image with a model")
     sp.add_argument("image")
     sp.add_argument(
@@ -191,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("encode", help="print the seg text of a mask image")
     sp.add_argument("mask")
-    grid_args(sp, [24])
+    grid_args(sp, "24")
     sp.set_defaults(func=_cmd_encode)
 
     sp = sub.add_parser("decode", help="write the mask of a seg text as a PNG")
@@ -199,34 +227,48 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--shape", type=int, nargs=2, required=True, metavar=("H", "W"))
     sp.add_argument("--out", required=True, help="output PNG path")
     sp.add_argument("--strict", action="store_true", help="accept canonical text only")
-    grid_args(sp, [24])
+    grid_args(sp, "24")
     sp.set_defaults(func=_cmd_decode)
     return p
 
 
-def _demo(argv: list[str]) -> int:
-    """``omniad demo``: lives in omniad_train, which needs the training extras."""
+def _plugins() -> dict[str, Any]:
+    """The entry points of :data:`PLUGIN_GROUP`, by command name."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+#: One-line help of the plugin commands this distribution registers (shown without
+#: importing them: loading ``demo`` would import torch).
+_KNOWN_PLUGINS = {"demo": "train and evaluate a small model on synthetic defects (--help)"}
+
+
+def _plugin_help() -> dict[str, str]:
+    return {name: _KNOWN_PLUGINS.get(name, f"from {ep.value}") for name, ep in _plugins().items()}
+
+
+def _run_plugin(name: str, ep: Any, argv: list[str]) -> int:
     try:
-        from omniad_train.demo import demo_main
+        func = ep.load()
     except ImportError as exc:
         print(
-            f"omniad demo: error: the demo trains a model and needs the training extras "
-            f"({exc}); install them with: pip install 'omniad[all]'",
+            f"omniad {name}: error: this command needs the training extras ({exc}); "
+            "install them with: pip install 'omniad[all]'",
             file=sys.stderr,
         )
         return 1
-    return int(demo_main(argv))
+    return int(func(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["demo"]:
-        return _demo(args_list[1:])
+    plugins = _plugins() if args_list and not args_list[0].startswith("-") else {}
+    if args_list and args_list[0] in plugins:
+        return _run_plugin(args_list[0], plugins[args_list[0]], args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
-    if getattr(args, "grid", None) is not None and len(args.grid) not in (1, 2):
-        parser.error("--grid takes N or ROWS COLS")
     try:
         return int(args.func(args))
     except _Fail as exc:

@@ -1,4 +1,4 @@
-"""``omniad-train prepare|sft|grpo``: the training command line.
+"""``omniad-train prepare|synth|eval|sft|grpo|demo``: the training command line.
 
 ``sft`` and ``grpo`` take ``--config RECIPE.yaml`` plus ``--key value`` overrides (any
 field of the recipe's dataclasses); ``prepare`` builds the datasets they read.  A bad
@@ -14,13 +14,14 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_USAGE = """usage: omniad-train {prepare,synth,eval,sft,grpo} [options]
+_USAGE = """usage: omniad-train {prepare,synth,eval,sft,grpo,demo} [options]
 
   prepare   build SFT and GRPO datasets from MMAD, MVTec-style folders or JSONL
   synth     write synthetic defect images (MVTec folders + mmad.json)
   eval      evaluate a model: omniad-train eval {mmad,detection,merge} ...
   sft       supervised fine-tuning:  omniad-train sft --config recipe.yaml
   grpo      GRPO with the three rewards:  omniad-train grpo --config recipe.yaml
+  demo      the whole method on synthetic defects, end to end (also `omniad demo`)
 
 Run `omniad-train COMMAND --help` for a command's options."""
 
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omniad_train.evaluation.cli import main as eval_main
 
         return int(eval_main(rest))
+    if command == "demo":
+        from omniad_train.demo import demo_main
+
+        return int(demo_main(rest))
     if command == "synth":
         from omniad_train.synthetic import synthetic_main
 

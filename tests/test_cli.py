@@ -28,7 +28,7 @@ def test_encode_prints_the_canonical_text(tmp_path, capsys):
     m = _mask_png(tmp_path / "m.png")
     assert main(["encode", str(tmp_path / "m.png")]) == 0
     assert capsys.readouterr().out.strip() == textmask.encode(m)
-    assert main(["encode", str(tmp_path / "m.png"), "--grid", "12", "16", "--index-base", "1"]) == 0
+    assert main(["encode", str(tmp_path / "m.png"), "--grid", "12x16", "--index-base", "1"]) == 0
     assert capsys.readouterr().out.strip() == textmask.encode(
         m, textmask.Grid(12, 16, index_base=1)
     )
@@ -64,7 +64,9 @@ def test_round_trip_through_the_shell(tmp_path):
             "strict decoding failed",
         ),
         (["decode", "(0, 0)", "--shape", "0", "4", "--out", "x.png"], 1, "shape"),
-        (["encode", "m.png", "--grid", "0"], 1, "grid rows"),
+        (["encode", "m.png", "--grid", "0"], 2, "grid rows"),
+        (["encode", "m.png", "--grid", "16,32"], 2, "ROWSxCOLS, e.g. 24 or 16x32"),
+        (["encode", "m.png", "--grid", "16", "32"], 2, "unrecognized arguments: 32"),
         (["decode", "(0, 0)", "--out", "x.png"], 2, "--shape"),
         (["frobnicate"], 2, "invalid choice"),
     ],
@@ -104,3 +106,30 @@ def test_readme_inspector_example_runs(tmp_path, monkeypatch):
     )
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open("part_overlay.png").size == (80, 60)
+
+
+def test_demo_is_a_plugin_of_the_training_layer(capsys):
+    """`omniad demo` reaches omniad_train through the entry point, never by an import."""
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="omniad.commands") if e.name == "demo"]
+    assert ep.value == "omniad_train.demo:demo_main"
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+    from omniad_train.cli import main as train_main
+
+    with pytest.raises(SystemExit):
+        train_main(["demo", "--help"])
+    assert "--overwrite" in capsys.readouterr().out
+
+
+def test_one_grid_syntax_in_every_command_line():
+    from omniad_train.data.cli import build_parser as prepare_parser
+
+    base = ["o", "--jsonl", "x.jsonl"]
+    assert prepare_parser().parse_args([*base, "--grid", "16x32"]).grid.shape == (16, 32)
+    assert prepare_parser().parse_args([*base, "--grid", "8"]).grid.shape == (8, 8)
+    with pytest.raises(SystemExit):
+        prepare_parser().parse_args([*base, "--grid", "16,32"])

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from omniad_core.cli import grid_arg
 from omniad_core.prompts import SYSTEM_PROMPT
 
 __all__ = ["build_parser", "prepare_main"]
@@ -22,21 +23,6 @@ Output: sft/ and grpo/ (datasets.load_from_disk), manifest.json, rejects.jsonl a
 work folder .work/ that makes a re-run with the same arguments skip finished work.
 Exit status: 0 on success, 1 when an input is missing or nothing could be prepared.
 """
-
-
-def _grid(text: str) -> int | tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"grid must be N or RxC, e.g. 24 or 16x32, got {text!r}"
-        ) from None
-    if len(nums) == 1:
-        return nums[0]
-    if len(nums) == 2:
-        return (nums[0], nums[1])
-    raise argparse.ArgumentTypeError(f"grid must be N or RxC, got {text!r}")
 
 
 def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
@@ -64,7 +50,13 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     src.add_argument("--allow_outside_root", action="store_true",
                      help="JSONL lines may name absolute paths and paths outside the JSONL file's folder (default: such lines are rejected)")  # fmt: skip
     fmt = p.add_argument_group("format")
-    fmt.add_argument("--grid", type=_grid, default=24, help="textmask grid, N or RxC (default 24)")
+    fmt.add_argument(
+        "--grid",
+        type=grid_arg,
+        default=24,
+        metavar="N|ROWSxCOLS",
+        help="textmask grid, e.g. 24 or 16x32 (default 24)",
+    )
     fmt.add_argument(
         "--image_size",
         type=int,
