@@ -103,7 +103,7 @@ def test_verl_grid_given_as_a_grid_object():
     """``grid`` may be a ``textmask.Grid`` (as everywhere else in the package)."""
     out = verl_compute_score("mvtec", GOOD, GT, None, grid=textmask.Grid(24, 24))
     assert out["score"] == 4.0
-    # a 1-based checkpoint (FORMAT.md: every convention is a parameter) can only be
+    # a 1-based checkpoint (docs/format.md: every convention is a parameter) can only be
     # described by a Grid object; a JSON-like grid has no index base
     one = "<seg>(24, 24)</seg><think>x</think><answer>B</answer>"
     gt = {"answer": "B", "mask": "(24, 24)"}

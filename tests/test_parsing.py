@@ -379,7 +379,7 @@ def test_one_based_grid():
 
 def test_one_based_grid_seg_canonical_uses_the_grids_convention():
     """``seg_canonical`` is "the decoded seg written canonically"; on a 1-based grid the
-    canonical text is 1-based (FORMAT.md: ``index_base`` is a parameter of the format)."""
+    canonical text is 1-based (docs/format.md: ``index_base`` is a parameter of the format)."""
     g = textmask.Grid(24, 24, index_base=1)
     r = parse_response(
         "<seg>(1, 1)-(1, 3), (24, 24)</seg><think>x</think><answer>A</answer>", grid=g

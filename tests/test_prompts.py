@@ -27,7 +27,7 @@ from omniad_core import (
 )
 from omniad_core.prompts import normalize_options
 
-# Copied by hand from /work/shared/spec/METHOD.md ("The paper's system prompt, verbatim").
+# Copied by hand from the paper (docs/method.md quotes it too, in a code block).
 PAPER_SYSTEM_PROMPT = r"""You are a special assistant for analysis image. The user asks a question, and you answer with the option's letter from the given choices directly. Firstly, you should detect anomalies in patches within <seg>/<\seg> tags. Then think about the reasoning process in the mind and then provide the user with the answer. The reasoning process and answer are enclosed within <think> /<\think> and <answer> /<\answer> tags, respectively, i.e., <seg>segmentation results here</seg><think> reasoning process here</think><answer> answer letter here</answer>"""
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -42,11 +42,8 @@ def test_system_prompt_is_the_papers_text_verbatim():
     assert "\n" not in SYSTEM_PROMPT and SYSTEM_PROMPT.strip() == SYSTEM_PROMPT
 
 
-def test_system_prompt_matches_the_spec_file_when_available():
-    spec = Path("/work/shared/spec/METHOD.md")
-    if not spec.is_file():
-        pytest.skip("spec file not present on this machine")
-    text = spec.read_text()
+def test_system_prompt_matches_the_method_page():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text()
     block = text.split("system prompt, verbatim", 1)[1].split("```", 2)[1]
     assert block.strip("\n") == SYSTEM_PROMPT
 

@@ -14,7 +14,7 @@ import numpy as np
 
 import textmask
 from omniad_train.data.records import MaskInfo
-from textmask.regions import REGIONS, region_of  # re-exported: the names of FORMAT.md
+from textmask.regions import REGIONS, region_of  # re-exported: the region names of docs/format.md
 
 __all__ = [
     "LOCATION_QUESTION",
