@@ -241,11 +241,6 @@ def _window(p: Part, n: int, extra: float):
     return y0, y1, x0, x1
 
 
-def _to_world(p: Part, dv: float, du: float) -> tuple[float, float]:
-    c, s = math.cos(p.angle), math.sin(p.angle)
-    return p.cy + du * s + dv * c, p.cx + du * c - dv * s
-
-
 def _local(p: Part, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Part-frame coordinates: ``u`` along the width, ``v`` along the height."""
     c, s = math.cos(p.angle), math.sin(p.angle)
