@@ -1,4 +1,5 @@
-"""Evaluate anomaly detection: a thin wrapper of :func:`omniad_train.evaluation.detection.main`.
+"""Evaluate anomaly detection: a thin wrapper of
+:func:`omniad_train.evaluation.cli.detection_main`.
 
     python benchmarks/run_detection.py --model CKPT --root MVTec-AD=data/mvtec_ad \
         --root VisA=data/visa --out runs/det --shots 0 --save_masks 4 [--compare_paper]
@@ -10,7 +11,7 @@ report.
 
 import sys
 
-from omniad_train.evaluation.detection import main
+from omniad_train.evaluation.cli import detection_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(detection_main())

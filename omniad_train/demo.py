@@ -25,12 +25,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from omniad_train.plots import draw_line_chart
 
 __all__ = [
+    "MEAN_R_DET",
     "DemoError",
     "DemoPlan",
     "DemoResult",
+    "MetricKey",
     "Step",
     "StepDecision",
     "claim_folder",
@@ -46,6 +50,33 @@ __all__ = [
 ]
 
 STAGES = ("untrained", "sft", "sft+grpo")
+
+
+class MetricKey(NamedTuple):
+    """One figure of the demo's tables: a ``section`` (``"detection"`` or ``"MMAD"``) and
+    the figure's ``name`` in it; :attr:`label` is how the report shows it.
+
+    >>> MetricKey("detection", "pixel f1").label
+    'detection: pixel f1'
+    """
+
+    section: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        """``"section: name"``, as in the report's tables."""
+        return f"{self.section}: {self.name}"
+
+
+#: One stage's figures (percentages, except :data:`MEAN_R_DET`).
+Metrics = dict[MetricKey, float]
+
+#: GRPO's detection reward averaged over the held-out images (0 to 2, not a percentage).
+MEAN_R_DET = MetricKey("detection", "mean R_det (0-2)")
+_PIXEL_F1 = MetricKey("detection", "pixel f1")
+_IMAGE_F1 = MetricKey("detection", "image f1")
+_MMAD_AVERAGE = MetricKey("MMAD", "average")
 
 
 @dataclass(frozen=True)
@@ -107,7 +138,7 @@ class DemoResult:
     best_model: Path
     best_stage: str
     plan: DemoPlan = field(default_factory=DemoPlan)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, Metrics] = field(default_factory=dict)  # stage -> figures
     seconds: dict[str, float] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  # names of the steps this call ran
 
@@ -512,7 +543,7 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
                           limit=plan.mmad_limit, **kw)  # fmt: skip
             metrics = _summary(det.report or {}, mm.report or {})
             metrics.update(mean_detection_reward(det.results))
-            _write_json(folder / "metrics.json", metrics)
+            _write_json(folder / "metrics.json", _metrics_to_json(metrics))
 
         return run
 
@@ -581,30 +612,64 @@ def run_demo(
                "vision": took["stage 0"], "sft": took["sft"], "grpo": took["sft+grpo"],
                "evaluate": sum(took[f"eval {s}"] for s in STAGES)}  # fmt: skip
     models = {"untrained": out / "model-start", "sft": out / "sft", "sft+grpo": out / "grpo"}
-    metrics: dict[str, dict[str, float]] = {}
-    for stage in STAGES:
-        got = _read_json(out / "eval" / stage.replace("+", "_") / "metrics.json")
-        metrics[stage] = got if isinstance(got, dict) else {}
+    metrics = {
+        stage: _metrics_from_json(
+            _read_json(out / "eval" / stage.replace("+", "_") / "metrics.json")
+        )
+        for stage in STAGES
+    }
     report = _write_report(out, plan, metrics, seconds, models)
     best = max(("sft", "sft+grpo"), key=lambda s: _score(metrics[s]))
     _say(f"report: {report}")
     return DemoResult(out, report, models[best], best, plan, metrics, seconds, ran)
 
 
-def _score(m: dict[str, float]) -> float:
+def _score(m: Metrics) -> float:
     """One number to pick the demo's best checkpoint: detection and QA together."""
-    return (
-        m.get("detection: pixel f1", 0.0)
-        + m.get("detection: image f1", 0.0)
-        + m.get("MMAD: average", 0.0)
-    )
+    return m.get(_PIXEL_F1, 0.0) + m.get(_IMAGE_F1, 0.0) + m.get(_MMAD_AVERAGE, 0.0)
+
+
+def _metrics_to_json(metrics: Metrics) -> dict[str, dict[str, float]]:
+    """``{section: {name: value}}``, as a stage's ``metrics.json`` holds them.
+
+    >>> _metrics_to_json({MetricKey("MMAD", "average"): 50.0})
+    {'MMAD': {'average': 50.0}}
+    """
+    out: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        out.setdefault(key.section, {})[key.name] = value
+    return out
+
+
+def _metrics_from_json(data: Any) -> Metrics:
+    """A stage's figures from its ``metrics.json`` (anything else reads as none).
+
+    Folders of earlier demo versions hold ``{"section: name": value}``; they are read too.
+
+    >>> _metrics_from_json({"MMAD": {"average": 50.0}})
+    {MetricKey(section='MMAD', name='average'): 50.0}
+    >>> _metrics_from_json({"detection: pixel f1": 12.5})
+    {MetricKey(section='detection', name='pixel f1'): 12.5}
+    """
+    out: Metrics = {}
+    if not isinstance(data, dict):
+        return out
+    for section, value in data.items():
+        if isinstance(value, dict):
+            for name, v in value.items():
+                if isinstance(v, (int, float)):
+                    out[MetricKey(str(section), str(name))] = float(v)
+        elif isinstance(value, (int, float)) and ": " in section:  # an earlier version's file
+            head, _, name = section.partition(": ")
+            out[MetricKey(head, name)] = float(value)
+    return out
 
 
 def _overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return next((r for r in rows if r.get("scope") == "overall"), {})
 
 
-def mean_detection_reward(results: Path, alpha: float = 2.0) -> dict[str, float]:
+def mean_detection_reward(results: Path, alpha: float = 2.0) -> Metrics:
     """GRPO's detection reward R_det averaged over the images of a detection run.
 
     Per image, from the pixel counts the runner stores: 1 when the truth and the
@@ -619,74 +684,37 @@ def mean_detection_reward(results: Path, alpha: float = 2.0) -> dict[str, float]
         rec = json.loads(line)
         if rec.get("status") == "ok" and rec.get("pixel") is not None:
             values.append(Scores(*rec["pixel"]).reward(alpha))
-    return {"detection: mean R_det (0-2)": sum(values) / len(values)} if values else {}
+    return {MEAN_R_DET: sum(values) / len(values)} if values else {}
 
 
-def _summary(det: dict[str, Any], mm: dict[str, Any]) -> dict[str, float]:
+def _summary(det: dict[str, Any], mm: dict[str, Any]) -> Metrics:
     """The demo's table rows from the runners' ``report.json`` dicts (percentages)."""
-    out: dict[str, float] = {}
+    out: Metrics = {}
     d = _overall(det.get("rows", []))
     for key in ("pixel_f1", "pixel_acc", "image_f1", "image_acc"):
         if d.get(key) is not None:
-            out[f"detection: {key.replace('_', ' ')}"] = float(d[key])
+            out[MetricKey("detection", key.replace("_", " "))] = float(d[key])
     counts = det.get("counts", {})
     if counts.get("evaluated"):
         unanswered = 100.0 * counts.get("unanswerable", 0) / counts["evaluated"]
-        out["detection: unreadable answers %"] = unanswered
+        out[MetricKey("detection", "unreadable answers %")] = unanswered
     m = _overall(mm.get("accuracy", {}).get("rows", []))
     for key, value in m.items():
         if key in ("scope", "dataset", "n_questions", "n_unanswerable") or value is None:
             continue
-        out[f"MMAD: {key.replace('_', ' ')}"] = float(value)
+        out[MetricKey("MMAD", key.replace("_", " "))] = float(value)
     if m.get("n_questions"):
-        out["MMAD: unreadable answers %"] = 100.0 * m["n_unanswerable"] / m["n_questions"]
+        unanswered = 100.0 * m["n_unanswerable"] / m["n_questions"]
+        out[MetricKey("MMAD", "unreadable answers %")] = unanswered
     return out
 
 
 def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path, title: str) -> Path:
-    """A small line chart (PIL only) of named ``[(x, y), ...]`` series."""
-    from PIL import Image, ImageDraw
-
-    w, h, left, right, top, bottom = 640, 360, 60, 150, 30, 40
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    pts = [p for s in series.values() for p in s]
-    if not pts:
-        d.text((20, 20), "no data", fill="black")
-        img.save(path)
-        return path
-    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts) or 1.0
-    x1 = x1 if x1 > x0 else x0 + 1
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * (w - left - right)
-
-    def sy(y: float) -> float:
-        return h - bottom - (y - y0) / (y1 - y0 or 1.0) * (h - top - bottom)
-
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for k in range(5):
-        yv = y0 + (y1 - y0) * k / 4
-        d.line([left - 4, sy(yv), left, sy(yv)], fill="black")
-        d.text((4, sy(yv) - 6), f"{yv:.2f}", fill="black")
-    d.text((left, h - bottom + 8), f"step {x0:g}", fill="black")
-    d.text((w - right - 50, h - bottom + 8), f"step {x1:g}", fill="black")
-    d.text((left, 8), title, fill="black")
-    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for k, (name, s) in enumerate(series.items()):
-        c = colours[k % len(colours)]
-        xy = [(sx(x), sy(y)) for x, y in sorted(s)]
-        if len(xy) > 1:
-            d.line(xy, fill=c, width=2)
-        for x, y in xy:
-            d.ellipse([x - 2, y - 2, x + 2, y + 2], fill=c)
-        d.line(
-            [w - right + 10, top + 14 + 18 * k, w - right + 30, top + 14 + 18 * k], fill=c, width=3
-        )
-        d.text((w - right + 34, top + 8 + 18 * k), name, fill="black")
-    img.save(path)
-    return path
+    """A line chart (PIL only) of named ``[(x, y), ...]`` series against the training
+    step (:func:`omniad_train.plots.draw_line_chart`)."""
+    return draw_line_chart(
+        series, path, title=title, xlabel="step", ylabel="reward", integer_x=True
+    )
 
 
 def pick_overlays(paths: Sequence[Path], n: int = 6) -> list[Path]:
@@ -717,23 +745,23 @@ def pick_overlays(paths: Sequence[Path], n: int = 6) -> list[Path]:
     return chosen
 
 
-def _rows_with_values(metrics: dict[str, dict[str, float]], stages: Sequence[str]) -> list[str]:
-    """Metric names in first-seen order, leaving out those no stage has a value for (a
+def _rows_with_values(metrics: dict[str, Metrics], stages: Sequence[str]) -> list[MetricKey]:
+    """Metric keys in first-seen order, leaving out those no stage has a value for (a
     question type with no questions in the run)."""
     names = dict.fromkeys(k for st in stages for k in metrics.get(st, {}))
     return [k for k in names if any(_fmt(k, metrics.get(st, {}).get(k)) != "-" for st in stages)]
 
 
-def _fmt(row: str, v: float | None) -> str:
+def _fmt(key: MetricKey, v: float | None) -> str:
     if v is None or v != v:  # missing, or NaN (no question of that type)
         return "-"
-    return f"{v:.3f}" if "R_det" in row else f"{v:.1f}"
+    return f"{v:.3f}" if key == MEAN_R_DET else f"{v:.1f}"
 
 
 def _write_report(
     out: Path,
     plan: DemoPlan,
-    metrics: dict[str, dict[str, float]],
+    metrics: dict[str, Metrics],
     seconds: dict[str, float],
     models: dict[str, Path],
 ) -> Path:
@@ -753,7 +781,7 @@ def _write_report(
     ]
     for r in rows:
         vals = [metrics.get(s, {}).get(r) for s in STAGES]
-        lines.append(f"| {r} | " + " | ".join(_fmt(r, v) for v in vals) + " |")
+        lines.append(f"| {r.label} | " + " | ".join(_fmt(r, v) for v in vals) + " |")
     for stale in ("grpo_rewards.png", "overlays"):  # from a run with another plan
         _clean(out / stale)
     hist_path = models["sft+grpo"] / "reward_history.json"
@@ -782,7 +810,8 @@ def _write_report(
               {k: round(v, 1) for k, v in seconds.items()}}, indent=1), "```", ""]  # fmt: skip
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    (out / "report.json").write_text(json.dumps({"metrics": metrics, "seconds": seconds}, indent=1))
+    shown = {stage: {k.label: v for k, v in m.items()} for stage, m in metrics.items()}
+    (out / "report.json").write_text(json.dumps({"metrics": shown, "seconds": seconds}, indent=1))
     return path
 
 
@@ -815,7 +844,7 @@ def export_model(result: DemoResult, dest: str | Path) -> Path:
     (dest / "demo_plan.json").write_text(json.dumps(plan, indent=1) + "\n")
     stage = result.best_stage
     rows = "\n".join(
-        f"| {k} | {_fmt(k, result.metrics[stage][k])} |"
+        f"| {k.label} | {_fmt(k, result.metrics[stage][k])} |"
         for k in _rows_with_values(result.metrics, [stage])
     )
     (dest / "README.md").write_text(

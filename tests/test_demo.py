@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import textmask
 
@@ -59,3 +62,83 @@ def test_demo_help_and_bad_args(capsys):
     with pytest.raises(SystemExit) as exc:
         omniad_main(["demo", "--frobnicate"])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- charts
+def test_plot_curves_leaves_out_non_finite_points(tmp_path):
+    """A NaN reward in the GRPO log (a diverged step) used to crash the report."""
+    from PIL import Image
+
+    nan = float("nan")
+    path = plot_curves(
+        {"a": [(1, nan), (2, 1.0), (3, 0.5)], "b": [(1, nan)]}, tmp_path / "c.png", "t"
+    )
+    assert Image.open(path).size == (640, 360)
+
+
+def test_line_chart_axes_ticks_and_legend(tmp_path):
+    from PIL import Image
+
+    from omniad_train.plots import COLORS, Chart, draw_line_chart, nice_ticks
+
+    chart = Chart((640, 360), xlim=(1, 7), ylim=(0, 1.7), xlabel="step", ylabel="reward",
+                  integer_x=True)  # fmt: skip
+    assert chart.xticks == [0, 2, 4, 6, 8] and chart.yticks == [0, 0.5, 1, 1.5, 2]
+    assert chart.xy(0, 0) == (chart.left, chart.bottom)  # the axes end at the outer ticks
+    assert chart.xy(8, 2) == (chart.right, chart.top)
+    x, _ = chart.xy(4, 0)  # a grid line at each tick, inside the frame
+    assert chart.image.getpixel((int(x), (chart.top + chart.bottom) // 2)) == (232, 232, 232)
+    path = draw_line_chart(
+        {"format": [(1, 0.2), (7, 1.0)], "total": [(1, 0.5), (7, 1.7)]},
+        tmp_path / "r.png", title="rewards", xlabel="step", ylabel="reward", integer_x=True,
+    )  # fmt: skip
+    colours = {c for _, c in Image.open(path).convert("RGB").getcolors(1 << 20)}
+    assert COLORS[0] in colours and COLORS[1] in colours  # both series and their swatches
+    assert nice_ticks(0, 1.7) == [0, 0.5, 1, 1.5, 2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.floats(0, 1e6, allow_nan=False),
+    st.booleans(),
+)
+def test_nice_ticks_cover_the_range_with_one_round_step(lo, span, integer):
+    from omniad_train.plots import nice_ticks
+
+    hi = lo + span
+    ticks = nice_ticks(lo, hi, integer=integer)
+    assert 2 <= len(ticks) <= 13
+    steps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(steps) - min(steps) <= 1e-6 * steps[0]
+    assert ticks[0] <= lo + 1e-6 * steps[0] and ticks[-1] >= hi - 1e-6 * steps[0]
+    if integer:
+        assert steps[0] >= 1
+
+
+# --------------------------------------------------------------------------- metric keys
+def test_metric_keys_are_structured_and_read_from_old_and_new_files(tmp_path):
+    from omniad_train.demo import (
+        MEAN_R_DET,
+        MetricKey,
+        _fmt,
+        _metrics_from_json,
+        _metrics_to_json,
+        mean_detection_reward,
+    )
+
+    results = tmp_path / "results.jsonl"
+    lines = [
+        {"status": "ok", "pixel": [5, 0, 0, 95]},  # perfect: 2 * F1 = 2
+        {"status": "ok", "pixel": [0, 0, 0, 100]},  # both empty: 1
+        {"status": "skipped"},
+    ]
+    results.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    got = mean_detection_reward(results)
+    assert got == {MEAN_R_DET: 1.5} and MEAN_R_DET.label == "detection: mean R_det (0-2)"
+    figures = {MetricKey("detection", "pixel f1"): 40.0, **got}
+    assert _metrics_from_json(json.loads(json.dumps(_metrics_to_json(figures)))) == figures
+    old = {"detection: pixel f1": 40.0, "detection: mean R_det (0-2)": 1.5}  # earlier demos
+    assert _metrics_from_json(old) == figures
+    assert _fmt(MEAN_R_DET, 1.5) == "1.500" and _fmt(MetricKey("MMAD", "average"), 50) == "50.0"
+    assert _metrics_from_json(None) == {} and _metrics_from_json(["x"]) == {}

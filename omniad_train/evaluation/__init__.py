@@ -12,28 +12,26 @@
 Runs are resumable (an interrupted run continues from its JSONL), batched and
 shardable across processes (``--shard_index i --num_shards n`` or ``torchrun``).
 Importing this package does not import torch; loading a model does.  See
-``docs/evaluation.md``.
+``docs/evaluation.md``; ``docs/architecture.md`` says which module holds what.
 """
 
-from omniad_train.evaluation.common import (
-    EvalInterrupted,
-    EvalResult,
-    IncompleteRunError,
-    Item,
-    RunConfigError,
-    build_report,
-    merge_shards,
-    read_run,
-    shard_status,
-)
-from omniad_train.evaluation.detection import (
+from omniad_train.evaluation.detection_runner import (
     collect_detection_items,
     detection_meter,
     normalize_roots,
     run_detection,
 )
-from omniad_train.evaluation.mmad import collect_mmad_items, mmad_meter, run_mmad
+from omniad_train.evaluation.execution import EvalInterrupted, EvalResult, Item
+from omniad_train.evaluation.merge import build_report
+from omniad_train.evaluation.mmad_runner import collect_mmad_items, mmad_meter, run_mmad
 from omniad_train.evaluation.paper import compare_detection, compare_mmad, load_paper_numbers
+from omniad_train.evaluation.runfiles import (
+    IncompleteRunError,
+    RunConfigError,
+    merge_shards,
+    read_run,
+    shard_status,
+)
 from omniad_train.evaluation.runlog import (
     LogRepair,
     RunLog,

@@ -1,8 +1,13 @@
-"""Command-line pieces shared by ``run_mmad`` and ``run_detection``.
+"""The evaluation command lines: every argparse parser and ``main`` of the package.
 
-``python -m omniad_train.evaluation {mmad,detection,merge} ...`` dispatches to
-:func:`omniad_train.evaluation.mmad.main`, :func:`omniad_train.evaluation.detection.main`
-and :func:`merge_main` (works under ``torchrun`` / ``accelerate launch`` too).
+``python -m omniad_train.evaluation {mmad,detection,merge} ...`` (also
+``omniad-train eval ...``) dispatches to :func:`mmad_main`, :func:`detection_main` and
+:func:`merge_main`; ``benchmarks/run_mmad.py`` and ``benchmarks/run_detection.py`` call
+the first two (they work under ``torchrun`` / ``accelerate launch`` too).  The runners
+(:func:`~omniad_train.evaluation.mmad_runner.run_mmad`,
+:func:`~omniad_train.evaluation.detection_runner.run_detection`) know nothing of the
+command line; ``--merge`` rebuilds a report with
+:func:`omniad_train.evaluation.merge.build_report`.
 """
 
 from __future__ import annotations
@@ -13,22 +18,26 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from omniad_train.evaluation.common import (
-    EvalInterrupted,
-    EvalResult,
-    IncompleteRunError,
-    RunConfigError,
-    build_report,
-)
+from omniad_train.evaluation.detection_runner import IMAGE_DECISIONS, run_detection
+from omniad_train.evaluation.execution import EvalInterrupted, EvalResult
+from omniad_train.evaluation.merge import build_report
+from omniad_train.evaluation.mmad_runner import run_mmad
+from omniad_train.evaluation.runfiles import IncompleteRunError, RunConfigError
 from omniad_train.evaluation.runlog import RunLogLockedError
 
 __all__ = [
     "EXIT_INTERRUPTED",
     "add_model_args",
     "add_run_args",
+    "build_detection_parser",
+    "build_mmad_parser",
     "common_kwargs",
+    "detection_main",
+    "finish_merge",
     "main",
     "merge_main",
+    "mmad_main",
+    "run_cli",
 ]
 
 _USAGE = """usage: python -m omniad_train.evaluation {mmad,detection,merge} [options]
@@ -239,6 +248,118 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
     return finish_merge(p.parse_args(argv))
 
 
+# --------------------------------------------------------------------------- mmad
+def build_mmad_parser() -> argparse.ArgumentParser:
+    """The ``run_mmad`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="run_mmad",
+        description="Evaluate a checkpoint on MMAD (0-shot or 1-shot); resumable and shardable.",
+    )
+    p.add_argument("--mmad_json", "--mmad-json", help="MMAD's mmad.json")
+    p.add_argument("--image_root", "--image-root", help="folder MMAD's image paths are relative to")
+    p.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    p.add_argument(
+        "--reference",
+        choices=("similar", "random"),
+        default="similar",
+        help="1-shot reference: first of similar_templates (default) or random_templates",
+    )
+    add_model_args(p)
+    add_run_args(p, default_out="runs/mmad")
+    return p
+
+
+def mmad_main(argv: Sequence[str] | None = None) -> int:
+    """``run_mmad`` command line; returns the exit code."""
+    parser = build_mmad_parser()
+    args = parser.parse_args(argv)
+    if args.merge:
+        return finish_merge(args)
+    if not args.model or not args.mmad_json:
+        parser.error("--model and --mmad_json are required (unless --merge)")
+
+    def call() -> EvalResult:
+        return run_mmad(
+            args.model,
+            args.mmad_json,
+            args.image_root,
+            args.out,
+            shots=args.shots,
+            reference_from=args.reference,
+            **common_kwargs(args),
+        )
+
+    return run_cli(call, args)
+
+
+# --------------------------------------------------------------------------- detection
+def build_detection_parser() -> argparse.ArgumentParser:
+    """The ``run_detection`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="run_detection",
+        description="Evaluate anomaly detection on MVTec-style folders; resumable and shardable.",
+    )
+    p.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a dataset root (repeat for several); NAME defaults to the folder name",
+    )
+    p.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    p.add_argument(
+        "--image_decision",
+        "--image-decision",
+        choices=IMAGE_DECISIONS,
+        default=None,
+        help="image level from the answer (default) or from a non-empty seg",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the 1-shot reference choice")
+    p.add_argument(
+        "--save_masks",
+        "--save-masks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save predicted masks and overlays of the first N images per category",
+    )
+    add_model_args(p)
+    add_run_args(p, default_out="runs/detection")
+    return p
+
+
+def detection_main(argv: Sequence[str] | None = None) -> int:
+    """``run_detection`` command line; returns the exit code."""
+    parser = build_detection_parser()
+    args = parser.parse_args(argv)
+    if args.merge:
+        return finish_merge(args)
+    if not args.model or not args.root:
+        parser.error("--model and at least one --root are required (unless --merge)")
+
+    def call() -> EvalResult:
+        return run_detection(
+            args.model,
+            args.root,
+            args.out,
+            shots=args.shots,
+            image_decision=args.image_decision or "answer",
+            seed=args.seed,
+            save_masks=args.save_masks,
+            **common_kwargs(args),
+        )
+
+    return run_cli(call, args)
+
+
+# --------------------------------------------------------------------------- dispatch
+_COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "mmad": mmad_main,
+    "detection": detection_main,
+    "merge": merge_main,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m omniad_train.evaluation {mmad,detection,merge} ...``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -246,15 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "mmad":
-        from omniad_train.evaluation.mmad import main as mmad_main
-
-        return mmad_main(rest)
-    if command == "detection":
-        from omniad_train.evaluation.detection import main as detection_main
-
-        return detection_main(rest)
-    if command == "merge":
-        return merge_main(rest)
+    if command in _COMMANDS:
+        return _COMMANDS[command](rest)
     print(f"unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2

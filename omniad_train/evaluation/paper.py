@@ -1,9 +1,10 @@
 """The paper's headline numbers and side-by-side comparisons with a run.
 
-``paper_numbers.json`` (package data next to this module) holds only the numbers the
-toolkit's spec (``METHOD.md``) quotes from the OmniAD paper: the MMAD average 0-shot and
-1-shot, the 7 MMAD type accuracies 0-shot, MVTec-AD pixel / image F1 and accuracy
-0-shot, and the 4-dataset averages 0-shot.  Nothing else is compared.
+``paper_numbers.json`` (package data next to this module) holds only the numbers that
+``docs/method.md`` ("Published numbers our reports compare against") quotes from the
+OmniAD paper: the MMAD average 0-shot and 1-shot, the 7 MMAD type accuracies 0-shot,
+MVTec-AD pixel / image F1 and accuracy 0-shot, and the 4-dataset averages 0-shot.
+Nothing else is compared.
 
 >>> paper = load_paper_numbers()
 >>> paper["mmad"]["0"]["average"], paper["mmad"]["1"]["average"]

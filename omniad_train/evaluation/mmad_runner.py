@@ -1,0 +1,440 @@
+"""MMAD runner: every multiple-choice question of ``mmad.json``, 0-shot or 1-shot.
+
+Questions come from :func:`omniad_train.data.iter_mmad` (its rejects are listed as
+skipped).  Each answer is one JSONL line; the report (the paper's Table 2 layout: the 7
+question types and their average, per dataset and averaged over datasets) is rebuilt
+from the JSONL with :class:`omniad_core.metrics.MMADMeter`.  Unanswerable responses (no
+option letter could be read) count as wrong; the variant that drops them, as MMAD's
+own script does, is reported too.
+
+The command line is built in :mod:`omniad_train.evaluation.cli` (``benchmarks/run_mmad.py``
+or ``python -m omniad_train.evaluation mmad``)::
+
+    python benchmarks/run_mmad.py --model CKPT --mmad_json MMAD/mmad.json \\
+        --image_root MMAD --out runs/mmad --shots 0 --batch_size 8 --compare_paper
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from omniad_core.images import ImageError, load_image
+from omniad_core.metrics import MMAD_TYPES, MMADMeter
+from omniad_train.data.records import Record, Reject
+from omniad_train.data.sources import iter_mmad
+from omniad_train.evaluation.execution import (
+    EvalResult,
+    Item,
+    SkipItem,
+    base_line,
+    execute,
+    parse_categories,
+    select,
+)
+from omniad_train.evaluation.model import check_model, load_inspector, model_settings
+from omniad_train.evaluation.paper import compare_mmad, comparison_markdown
+from omniad_train.evaluation.report import (
+    config_markdown,
+    report_config,
+    skipped_summary,
+    timing,
+    write_report,
+)
+
+__all__ = ["KIND", "collect_mmad_items", "mmad_meter", "mmad_report", "reject_kind", "run_mmad"]
+
+#: The run kind in ``run.json``.
+KIND = "mmad"
+
+
+def reject_kind(reason: str) -> str:
+    """A short kind for a reader's reject reason (for the report's counts).
+
+    >>> reject_kind("image file not found at 'x.png'; pass the folder ...")
+    'missing_image'
+    >>> reject_kind("the question has no options; a multiple-choice question needs options")
+    'options'
+    >>> reject_kind('bad entry in mmad.json: "similar_templates" must be a list of texts')
+    'input'
+    """
+    r = reason.lower()
+    if r.startswith(("bad entry", "bad question", "the entry must be", "the question must be")):
+        return "input"  # a field of the wrong type; the reason names the field
+    if "image file not found" in r:
+        return "missing_image"
+    if "mask" in r:
+        return "mask"
+    if "options" in r:
+        return "options"
+    if "answer" in r:
+        return "answer"
+    if "question type" in r:
+        return "type"
+    return "input"
+
+
+def _key_parts(key: str) -> tuple[str, str]:
+    parts = Path(key).parts
+    return (parts[0], parts[1]) if len(parts) > 2 else ("", "")
+
+
+def collect_mmad_items(
+    mmad_json: str | os.PathLike[str],
+    image_root: str | os.PathLike[str] | None = None,
+    *,
+    reference_from: str = "similar",
+    categories: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    limit_per_category: int | None = None,
+) -> list[Item]:
+    """The run's questions in file order: answerable records and reader rejects."""
+
+    def stream() -> Iterator[Item]:
+        for r in iter_mmad(mmad_json, image_root, reference_from=reference_from):  # type: ignore[arg-type]
+            if isinstance(r, Reject):
+                key = r.record.rpartition("#")[0] if "#" in r.record else r.record
+                ds, cat = _key_parts(key)
+                yield Item(
+                    id=f"mmad:{r.record}",
+                    index=0,
+                    dataset=ds,
+                    category=cat,
+                    skip=(reject_kind(r.reason), r.reason),
+                    extra={"image": key},
+                )
+            else:
+                assert isinstance(r, Record)
+                yield Item(
+                    id=r.id,
+                    index=0,
+                    dataset=r.dataset,
+                    category=r.category,
+                    record=r,
+                    extra={"image": r.image_id.removeprefix("mmad:")},
+                )
+
+    return select(
+        stream(),
+        categories=parse_categories(categories),
+        limit=limit,
+        limit_per_category=limit_per_category,
+    )
+
+
+class _MMADTask:
+    """Loads an item's images, asks its question and writes its line."""
+
+    def __init__(self, shots: int, reference_from: str) -> None:
+        self.shots = shots
+        self.reference_from = reference_from
+
+    def prepare(self, item: Item) -> tuple[Any, Any, str | None, Record]:
+        rec = item.record
+        assert rec is not None
+        try:
+            image = load_image(rec.image)
+        except (ImageError, OSError) as exc:
+            raise SkipItem("image", str(exc)) from None
+        ref, ref_path = None, None
+        if self.shots == 1:
+            if not rec.reference:
+                raise SkipItem(
+                    "reference",
+                    f"1-shot needs a normal reference image, but the entry has no "
+                    f"{self.reference_from}_templates",
+                )
+            ref_path = rec.reference[0]
+            try:
+                ref = load_image(ref_path)
+            except (ImageError, OSError) as exc:
+                raise SkipItem("reference", f"cannot use the reference template: {exc}") from None
+        return image, ref, ref_path, rec
+
+    def request(self, prepared: Any) -> tuple[Any, str, Any, Any]:
+        image, ref, _, rec = prepared
+        return image, rec.question, rec.options, ref
+
+    def skipped(self, item: Item, kind: str, reason: str) -> dict[str, Any]:
+        rec = item.record
+        return {
+            **base_line(item, "skipped"),
+            "image": item.extra.get("image"),
+            "type": rec.type if rec is not None else None,
+            "skip_kind": kind,
+            "reason": reason,
+        }
+
+    def finish(self, item: Item, prepared: Any, analysis: Any) -> dict[str, Any]:
+        rec = item.record
+        assert rec is not None
+        predicted = analysis.answer
+        return {
+            **base_line(item, "ok"),
+            "image": item.extra.get("image"),
+            "type": rec.type,
+            "normal": not rec.anomalous,
+            "question": rec.question,
+            "options": rec.options,
+            "gold": rec.answer,
+            "predicted": predicted,
+            "correct": None if predicted is None else predicted == rec.answer,
+            "response": analysis.response,
+            "seg": analysis.parsed.seg_canonical,
+            "format_ok": analysis.parsed.format_ok,
+            "reference": prepared[2],
+            "seconds": round(float(analysis.seconds), 4),
+        }
+
+
+def run_mmad(
+    model: Any,
+    mmad_json: str | os.PathLike[str],
+    image_root: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = "runs/mmad",
+    *,
+    shots: int = 0,
+    reference_from: str = "similar",
+    batch_size: int = 8,
+    limit: int | None = None,
+    limit_per_category: int | None = None,
+    categories: str | Sequence[str] | None = None,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    compare_paper: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_new_tokens: int | None = None,
+    grid: Any = None,
+    image_size: int | None = None,
+    layout: str | None = None,
+) -> EvalResult:
+    """Ask every MMAD question and write ``results.jsonl`` plus the report.
+
+    Parameters
+    ----------
+    model : path or Inspector
+        A checkpoint folder (loaded with ``Inspector.from_pretrained`` only if there is
+        work left) or a ready :class:`~omniad_core.Inspector`.
+    mmad_json, image_root : path
+        MMAD's ``mmad.json`` and the folder its image paths are relative to (default:
+        the folder of ``mmad.json``).
+    out : path
+        The run folder.  Re-running with the same settings resumes.
+    shots : {0, 1}
+        1-shot puts the first ``{reference_from}_templates`` image first, as a normal
+        reference.
+    reference_from : {"similar", "random"}
+        Which template list 1-shot uses.
+    batch_size : int
+        Questions per ``generate`` call.
+    limit, limit_per_category, categories
+        Subsets for quick checks: the first ``limit`` questions, at most
+        ``limit_per_category`` per category, only these categories (names,
+        ``dataset/category`` or dataset names; a list or ``"a,b"``).
+    shard_index, num_shards : int, optional
+        This process's shard (default: ``RANK`` / ``WORLD_SIZE``, else a single shard).
+    compare_paper : bool
+        Add the paper's numbers and the differences to the report.
+    overwrite : bool
+        Discard this shard's earlier results (needed when the settings changed).
+    progress, verbose : bool
+        Show a progress bar; print the table when the report is written.
+    device, dtype, max_new_tokens, grid, image_size, layout
+        Model loading options (checkpoint paths only; an Inspector is used as is).
+
+    Returns
+    -------
+    EvalResult
+        ``report`` is set once every shard has finished.
+    """
+    if shots not in (0, 1):
+        raise ValueError(f"shots must be 0 or 1, got {shots!r}")
+    if reference_from not in ("similar", "random"):
+        raise ValueError(f"reference_from must be 'similar' or 'random', got {reference_from!r}")
+    check_model(model)  # a mistyped path fails here, before anything is read or written
+    overrides = {
+        "max_new_tokens": max_new_tokens,
+        "grid": grid,
+        "image_size": image_size,
+        "layout": layout,
+        "dtype": dtype,
+    }
+    settings = model_settings(model, overrides)
+    items = collect_mmad_items(
+        mmad_json,
+        image_root,
+        reference_from=reference_from,
+        categories=categories,
+        limit=limit,
+        limit_per_category=limit_per_category,
+    )
+    root = Path(image_root) if image_root is not None else Path(mmad_json).parent
+    fingerprint = {
+        **settings,
+        "shots": shots,
+        "reference_from": reference_from if shots == 1 else None,
+        "mmad_json": str(Path(mmad_json).resolve()),
+        "image_root": str(root.resolve()),
+    }
+    cats = parse_categories(categories)
+    config = {
+        "batch_size": batch_size,
+        "limit": limit,
+        "limit_per_category": limit_per_category,
+        "categories": sorted(cats) if cats else None,
+    }
+    return execute(
+        kind=KIND,
+        report=mmad_report,
+        task=_MMADTask(shots, reference_from),
+        items=items,
+        out_dir=out,
+        model_factory=lambda: load_inspector(model, overrides, device),
+        fingerprint=fingerprint,
+        config=config,
+        report_options={"compare_paper": bool(compare_paper)},
+        shard_index=shard_index,
+        num_shards=num_shards,
+        batch_size=batch_size,
+        progress=progress,
+        overwrite=overwrite,
+        unit="q",
+        verbose=verbose,
+    )
+
+
+# --------------------------------------------------------------------------- report
+def mmad_meter(lines: Sequence[dict[str, Any]]) -> MMADMeter:
+    """An :class:`MMADMeter` from result lines (answered ones; correctness recomputed)."""
+    meter = MMADMeter()
+    for d in lines:
+        if d.get("status") != "ok":
+            continue
+        pred = d.get("predicted")
+        correct = None if pred is None else pred == d["gold"]
+        meter.update(
+            d["type"],
+            correct,
+            dataset=d.get("dataset") or "",
+            category=d.get("category") or "",
+            is_normal=bool(d["normal"]),
+        )
+    return meter
+
+
+def _discrimination_md(report: Any) -> str:
+    out = [
+        "| Dataset | Normal acc | Abnormal acc | Discrimination | Questions | Unanswerable |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in report.rows:
+        name = r.dataset if r.scope == "dataset" else "**Average**"
+        vals = [r.normal_acc, r.abnormal_acc, r.accuracy[MMAD_TYPES[0]]]
+        shown = ["-" if v != v else f"{v:.1f}" for v in vals]
+        out.append(f"| {name} | {' | '.join(shown)} | {r.n_questions} | {r.n_unanswerable} |")
+    return "\n".join(out) + "\n"
+
+
+def mmad_report(
+    out_dir: Path,
+    lines: Sequence[dict[str, Any]],
+    run: dict[str, Any],
+    status: dict[str, Any],
+    *,
+    compare_paper: bool = False,
+) -> dict[str, Any]:
+    """Build and write ``report.md`` / ``report.json`` of an MMAD run from its lines."""
+    meter = mmad_meter(lines)
+    wrong = meter.results(unanswerable="wrong")
+    drop = meter.results(unanswerable="drop")
+    skipped, skipped_md = skipped_summary(lines)
+    config = report_config(run, status)
+    shots = int(run["fingerprint"].get("shots", 0))
+    n_answered = meter.n_questions
+    n_unans = meter.n_unanswerable
+    subset = bool(
+        config.get("limit") or config.get("limit_per_category") or config.get("categories")
+    )
+    counts = {
+        "answered": n_answered,
+        "unanswerable": n_unans,
+        "skipped": len(skipped),
+        "lines": len(lines),
+    }
+    summary = (
+        f"MMAD, {shots}-shot: {n_answered} questions answered ({n_unans} unanswerable, "
+        f"counted as wrong), {len(skipped)} skipped"
+        + (
+            ""
+            if status["complete"]
+            else f"; INCOMPLETE (shards {status['missing_shards']} missing)"
+        )
+        + ".\n"
+    )
+    main_table = wrong.to_markdown()
+    md = [
+        "# MMAD evaluation",
+        "",
+        summary,
+        "## Accuracy (%), Table 2 layout",
+        "",
+        "Unanswerable responses (no option letter among the options could be read) count as "
+        "wrong. Anomaly Discrimination is the mean of the accuracy on normal and on abnormal "
+        "images; Average is the mean of the 7 types; the Average row is the mean over datasets.",
+        "",
+        main_table,
+        "### Anomaly Discrimination detail",
+        "",
+        _discrimination_md(wrong),
+        "## Variant: unanswerable responses dropped (MMAD's own script)",
+        "",
+        drop.to_markdown(),
+    ]
+    comparison = None
+    if compare_paper:
+        rows = compare_mmad(wrong.overall.to_dict(), shots)
+        comparison = [r.to_dict() for r in rows]
+        md += [
+            "## Comparison with the paper",
+            "",
+            f"OmniAD's published {shots}-shot numbers (docs/method.md) next to this run's Average "
+            "row (unanswerable counted as wrong). Difference = this run - paper."
+            + (
+                " This run covers a subset of MMAD: the comparison is indicative only."
+                if subset or not status["complete"]
+                else ""
+            ),
+            "",
+            comparison_markdown(rows, f"Paper (OmniAD, {shots}-shot)"),
+        ]
+    t = timing(lines)
+    if t["seconds_per_item"] is not None:
+        config["generation_seconds_per_item"] = t["seconds_per_item"]
+    md += [skipped_md, "## Configuration", "", config_markdown(config)]
+    markdown = "\n".join(md)
+    report = {
+        "kind": "mmad",
+        "config": config,
+        "status": status,
+        "counts": counts,
+        "protocol": {
+            "unanswerable": "counted as wrong in 'accuracy'; left out in 'accuracy_dropped'",
+            "skipped": "listed, not scored",
+            "types": list(MMAD_TYPES),
+        },
+        "accuracy": {"rows": wrong.to_dicts(), "pooled": wrong.pooled.to_dict()},
+        "accuracy_dropped": {"rows": drop.to_dicts(), "pooled": drop.pooled.to_dict()},
+        "timing": timing(lines),
+        "paper_comparison": comparison,
+        "skipped": skipped,
+        "meter_state": meter.state_dict(),
+        "markdown_summary": summary + "\n" + main_table,
+    }
+    write_report(out_dir, report, markdown)
+    return report

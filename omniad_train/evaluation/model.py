@@ -1,0 +1,121 @@
+"""The model a run uses: its settings known before loading, the checks, the load.
+
+:func:`model_settings` goes into the run's fingerprint (so a resumed run is checked
+without loading anything); :func:`load_inspector` is called only when a batch needs the
+model.  torch is imported by the load only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import textmask
+from omniad_core.inspector import Inspector, check_model_location, load_spec
+from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_train.evaluation.runfiles import sha256_text
+
+__all__ = ["DEFAULT_SETTINGS", "check_model", "default_device", "load_inspector", "model_settings"]
+
+log = logging.getLogger("omniad.evaluation")
+
+#: Settings of a checkpoint whose ``omniad.json`` does not give them.
+DEFAULT_SETTINGS = {"grid": 24, "image_size": 512, "max_new_tokens": 512, "layout": "lines"}
+
+_LOAD_OPTIONS = ("grid", "image_size", "max_new_tokens", "layout", "system_prompt")
+
+
+def model_settings(model: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings a model will run with, known before loading it (for the fingerprint).
+
+    ``model`` is a checkpoint path / hub id (its ``omniad.json`` is read if present) or
+    an :class:`~omniad_core.Inspector`.
+    """
+    if isinstance(model, Inspector):
+        gen = {
+            k: v
+            for k, v in model.generation_kwargs.items()
+            if isinstance(v, (int, float, str, bool)) and v is not None
+        }
+        name = getattr(getattr(model.model, "config", None), "_name_or_path", None)
+        if name and Path(name).exists():
+            name = str(Path(name).resolve())  # as for a path argument: resumable either way
+        return {
+            "model": str(name) if name else f"<{type(model.model).__name__} instance>",
+            "grid": model.grid.to_dict(),
+            "image_size": model.image_size,
+            "system_prompt_sha256": sha256_text(model.system_prompt),
+            "layout": model.layout,
+            "generation": gen,
+        }
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a checkpoint path or an omniad_core.Inspector, got {type(model).__name__}"
+        )
+    path = Path(model)
+    spec = load_spec(path) if path.is_dir() else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "grid" in given:
+        grid = textmask.Grid.of(given["grid"])
+    elif "textmask" in spec:
+        grid = textmask.Grid.from_dict(spec["textmask"])
+    else:
+        grid = textmask.Grid.of(DEFAULT_SETTINGS["grid"])
+    prompt = given.get("system_prompt", spec.get("system_prompt", SYSTEM_PROMPT))
+    gen: dict[str, Any] = {
+        "max_new_tokens": int(given.get("max_new_tokens", DEFAULT_SETTINGS["max_new_tokens"])),
+        "do_sample": False,
+    }
+    settings = {
+        "model": str(path.resolve()) if path.exists() else str(model),
+        "grid": grid.to_dict(),
+        "image_size": given.get(
+            "image_size", spec.get("image_size", DEFAULT_SETTINGS["image_size"])
+        ),
+        "system_prompt_sha256": sha256_text(prompt),
+        "layout": given.get("layout", DEFAULT_SETTINGS["layout"]),
+        "generation": gen,
+    }
+    if given.get("dtype") is not None:
+        settings["dtype"] = str(given["dtype"])
+    return settings
+
+
+def check_model(model: Any) -> None:
+    """Fail at once, before any work, on a model argument that cannot be loaded.
+
+    A path-like argument (``runs/omniad-7b``, ``./ckpt``) that does not exist raises
+    FileNotFoundError with a one-line message, instead of being tried as a hub id
+    (:func:`omniad_core.inspector.check_model_location`); an Inspector passes as is.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        check_model_location(model)
+
+
+def default_device() -> str | None:
+    """``cuda:$LOCAL_RANK`` when CUDA is available, else None (the Inspector's default)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
+    return None
+
+
+def load_inspector(model: Any, overrides: dict[str, Any], device: str | None = None) -> Any:
+    """An Inspector: ``model`` itself, or loaded from a checkpoint path with ``overrides``."""
+    if isinstance(model, Inspector):
+        return model
+    import torch
+
+    kwargs = {k: v for k, v in overrides.items() if v is not None and k in _LOAD_OPTIONS}
+    dtype = overrides.get("dtype")
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        dtype = getattr(torch, dtype)
+    log.info("loading %s", model)
+    return Inspector.from_pretrained(
+        model, device=device if device is not None else default_device(), dtype=dtype, **kwargs
+    )
