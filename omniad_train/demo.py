@@ -5,7 +5,7 @@ runs again; a changed plan redoes the steps it affects and everything after them
 
 1. generate synthetic training and held-out test images with exact masks and questions;
 2. prepare SFT and GRPO datasets from the training images;
-3. build a small Qwen2.5-VL offline (:meth:`omniad_core.tiny.TinyConfig.demo`);
+3. build a small Qwen2.5-VL offline (:meth:`omniad_train.tiny.TinyConfig.demo`);
 4. stage 0: pretrain its vision tower on positions and the training masks
    (:mod:`omniad_train.vision_pretrain`), standing in for the pretrained vision encoder
    a real Qwen2.5-VL starts from;
@@ -444,7 +444,7 @@ def _settings(plan: DemoPlan, *names: str) -> dict[str, Any]:
 def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
     """The demo's steps for ``plan`` in ``out`` (nothing runs until :func:`run_steps`)."""
     from omniad_core.inspector import save_spec
-    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     train_root, test_root = out / "data" / "train", out / "data" / "test"
     prepared, built = out / "prepared", out / "model-built"

@@ -1,7 +1,7 @@
 """Stage 0 for a model built from scratch: teach its vision tower positions and defects.
 
 A real Qwen2.5-VL starts SFT with a vision encoder pretrained on billions of images. The
-demo model (:func:`omniad_core.tiny.build_tiny_qwen2_5_vl`) starts from random weights,
+demo model (:func:`omniad_train.tiny.build_tiny_qwen2_5_vl`) starts from random weights,
 and minutes of CPU SFT alone teach its language model the response template while it
 ignores the image: measured on the demo data, the SFT loss with every image swapped for
 another one's was within 2% of the loss with the right images, and the model wrote the

@@ -78,7 +78,7 @@ def memorized_checkpoint(
     """Build the tiny test model, :func:`memorize` ``target`` and save a checkpoint the
     Inspector loads (safetensors, processor, ``omniad.json`` with 56-px images)."""
     from omniad_core import save_spec
-    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl, load_tiny
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl, load_tiny
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # faster for a tiny model on a small machine, and deterministic

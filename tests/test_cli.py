@@ -91,7 +91,7 @@ def test_unreadable_mask_file(tmp_path, capsys):
 def test_readme_inspector_example_runs(tmp_path, monkeypatch):
     """The README's Inspector snippet, run as written on the tiny offline model."""
     pytest.importorskip("torch")
-    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     readme = (ROOT / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "Inspector" in b)
@@ -133,3 +133,12 @@ def test_one_grid_syntax_in_every_command_line():
     assert prepare_parser().parse_args([*base, "--grid", "8"]).grid.shape == (8, 8)
     with pytest.raises(SystemExit):
         prepare_parser().parse_args([*base, "--grid", "16,32"])
+    from omniad_train.evaluation.cli import build_detection_parser, build_mmad_parser
+
+    args = ["--model", "m", "--out", "o", "--grid"]
+    mmad = build_mmad_parser().parse_args([*args, "16x32", "--mmad_json", "x.json"])
+    assert mmad.grid.shape == (16, 32)
+    det = build_detection_parser().parse_args([*args, "12", "--root", "r"])
+    assert det.grid.shape == (12, 12)
+    with pytest.raises(SystemExit):
+        build_mmad_parser().parse_args([*args, "16 32", "--mmad_json", "x.json"])

@@ -21,7 +21,7 @@ from memorize import memorized_checkpoint  # noqa: E402
 import textmask  # noqa: E402
 from omniad_core import Inspector, save_spec  # noqa: E402
 from omniad_core.cli import main as cli_main  # noqa: E402
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
+from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 
 TARGET = "<seg>(1, 1)-(1, 2), (3, 0)</seg><think>A spot at the left top.</think><answer>A</answer>"
 RUNS = [(1, 1, 2), (3, 0, 0)]

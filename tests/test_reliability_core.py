@@ -2,7 +2,7 @@
 image, no memory blow-up from a small file, no hub retries for a mistyped path, no
 traceback from the ``omniad`` command line.
 
-Checkpoints are real tiny Qwen2.5-VL models (``omniad_core.tiny``), damaged on purpose.
+Checkpoints are real tiny Qwen2.5-VL models (``omniad_train.tiny``), damaged on purpose.
 """
 
 from __future__ import annotations
@@ -336,7 +336,7 @@ def test_from_pretrained_and_cli_refuse_a_mistyped_path(runs_dir, capsys):
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     pytest.importorskip("torch")
-    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "ckpt", TinyConfig.test())
 

@@ -69,7 +69,7 @@ def _one_thread():
 def ckpt(tmp_path_factory):
     """The untrained tiny model as a checkpoint folder the Inspector loads."""
     from omniad_core import save_spec
-    from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     path = build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny") / "model", TinyConfig.test())
     save_spec(path, grid=24, image_size=56, system_prompt=PROMPT)

@@ -2,7 +2,7 @@
 record the dataset's prompt, recipe values checked before any model loads, recipes read
 safely, and one-line CLI errors.
 
-Real TRL trainers on the tiny offline Qwen2.5-VL (``omniad_core.tiny``), data from
+Real TRL trainers on the tiny offline Qwen2.5-VL (``omniad_train.tiny``), data from
 ``omniad_train.data.prepare`` with a custom system prompt.
 """
 
@@ -29,11 +29,11 @@ from trl import GRPOConfig, SFTConfig
 
 import textmask
 from omniad_core import Inspector
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl
 from omniad_train import cli, grpo, sft
 from omniad_train.config import RecipeError, parse_recipe, read_recipe
 from omniad_train.data.prepare import prepare
 from omniad_train.modeling import checkpoint_problems, last_checkpoint
+from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "You inspect parts. Reply as <seg>cells</seg><think>why</think><answer>letter</answer>."

@@ -327,3 +327,12 @@ def test_old_and_new_homes_hold_the_same_objects():
     assert common.build_report is merge.build_report is cli.build_report
     assert common.write_json is runfiles.write_json
     assert report.draw_pr_points is plots.draw_pr_points and report.PRPoint is plots.PRPoint
+
+
+def test_the_moved_tiny_builder_says_where_it_went():
+    """omniad_core.tiny moved up to the training layer; the old path names the new one."""
+    with pytest.raises(ImportError, match=r"from omniad_train\.tiny import TinyConfig"):
+        from omniad_core.tiny import TinyConfig
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
+
+    assert callable(build_tiny_qwen2_5_vl) and TinyConfig.test().hidden_size > 0

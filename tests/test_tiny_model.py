@@ -1,4 +1,4 @@
-"""The tiny offline Qwen2.5-VL of omniad_core.tiny: build, save, load, chat, generate, train."""
+"""The tiny offline Qwen2.5-VL of omniad_train.tiny: build, save, load, chat, generate, train."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ pytest.importorskip("transformers")
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
 
-from omniad_core.tiny import (  # noqa: E402
-    DEFAULT_SYSTEM_PROMPT,
+from omniad_core.prompts import SYSTEM_PROMPT  # noqa: E402
+from omniad_train.tiny import (  # noqa: E402
     QWEN_SPECIAL_TOKENS,
     TinyConfig,
     build_processor,
@@ -42,7 +42,7 @@ def _image(size: tuple[int, int], seed: int = 0):
 
 def _messages(question: str = QUESTION, response: str | None = None) -> list[dict]:
     messages = [
-        {"role": "system", "content": [{"type": "text", "text": DEFAULT_SYSTEM_PROMPT}]},
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
     ]
     if response is not None:
@@ -153,7 +153,7 @@ def test_saved_folder_is_safetensors_and_loads_offline(tiny_dir, no_network):
 def test_chat_template_has_qwen2_5_vl_structure(tiny):
     _, processor = tiny
     text = processor.apply_chat_template(_messages(), add_generation_prompt=True, tokenize=False)
-    assert text.startswith("<|im_start|>system\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\n")
+    assert text.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n")
     assert "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>" + QUESTION in text
     assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
 
@@ -272,7 +272,7 @@ def test_tokenizer_round_trips_omniad_text_compactly(tiny):
     tok = tiny[1].tokenizer
     for text in (
         RESPONSE,
-        DEFAULT_SYSTEM_PROMPT,
+        SYSTEM_PROMPT,
         "<seg>(14,\n12)-(14, 15),  (47, 0)</seg>\n<think> x </think>\n<answer> B </answer>",
         "<seg>(0, 0)<\\seg><think>crack, hole; stain!</think><answer>C</answer>",
     ):
@@ -301,11 +301,11 @@ def test_tokenizer_is_deterministic_and_corpus_dependent():
 def test_bpe_training_is_deterministic_across_processes():
     import hashlib
 
-    from omniad_core.tiny import train_bpe
+    from omniad_train.tiny import train_bpe
 
     code = (
         "import hashlib\n"
-        "from omniad_core.tiny import train_bpe\n"
+        "from omniad_train.tiny import train_bpe\n"
         "print(hashlib.sha256(train_bpe().to_str().encode()).hexdigest())\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -318,7 +318,7 @@ def test_bpe_training_is_deterministic_across_processes():
 def test_import_does_not_import_torch_or_transformers():
     code = (
         "import sys\n"
-        "import omniad_core.tiny\n"
+        "import omniad_train.tiny\n"
         "heavy = [m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,7 +1,7 @@
 """SFT and GRPO through TRL on the tiny offline Qwen2.5-VL, end to end on CPU.
 
 Data come from ``omniad_train.data.prepare`` over a synthetic MVTec-style tree written
-here; the model is the tiny Qwen2.5-VL of ``omniad_core.tiny``.
+here; the model is the tiny Qwen2.5-VL of ``omniad_train.tiny``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from trl import GRPOConfig, SFTConfig  # noqa: E402
 import textmask  # noqa: E402
 from omniad_core import Inspector  # noqa: E402
 from omniad_core.rewards import make_rewards  # noqa: E402
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 from omniad_train import grpo, sft  # noqa: E402
 from omniad_train.config import RecipeError, parse_recipe  # noqa: E402
 from omniad_train.data.prepare import prepare  # noqa: E402
 from omniad_train.modeling import freeze_vision_tower  # noqa: E402
+from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "omniad_train" / "recipes"

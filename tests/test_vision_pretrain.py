@@ -13,9 +13,9 @@ pytest.importorskip("trl")
 from safetensors.torch import load_file  # noqa: E402
 
 from omniad_core import Inspector  # noqa: E402
-from omniad_core.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 from omniad_train.data.prepare import prepare  # noqa: E402
 from omniad_train.synthetic import generate  # noqa: E402
+from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 from omniad_train.vision_pretrain import pretrain_vision, token_labels  # noqa: E402
 
 

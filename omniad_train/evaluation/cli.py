@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from omniad_core.cli import grid_arg
 from omniad_train.evaluation.detection_runner import IMAGE_DECISIONS, run_detection
 from omniad_train.evaluation.execution import EvalInterrupted, EvalResult
 from omniad_train.evaluation.merge import build_report
@@ -49,17 +50,6 @@ _USAGE = """usage: python -m omniad_train.evaluation {mmad,detection,merge} [opt
 Run `python -m omniad_train.evaluation COMMAND --help` for a command's options."""
 
 
-def _grid(value: str) -> Any:
-    v = value.lower().replace(" ", "")
-    try:
-        if "x" in v:
-            rows, cols = v.split("x")
-            return (int(rows), int(cols))
-        return int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must be N or RxC, got {value!r}") from None
-
-
 def _nonneg(value: str) -> int:
     n = int(value)
     if n < 0:
@@ -81,7 +71,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="e.g. cpu, cuda:0 (default: cuda:LOCAL_RANK if available)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default float32")
     g.add_argument("--max_new_tokens", "--max-new-tokens", type=_positive, help="default 512")
-    g.add_argument("--grid", type=_grid, help="N or RxC (default: the checkpoint's, else 24)")
+    g.add_argument(
+        "--grid",
+        type=grid_arg,
+        metavar="N|ROWSxCOLS",
+        help="e.g. 24 or 16x32 (default: the checkpoint's, else 24)",
+    )
     g.add_argument("--image_size", "--image-size", type=_positive, help="default: checkpoint's")
     g.add_argument("--layout", choices=("lines", "inline"), help="how options are shown")
 
