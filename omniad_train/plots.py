@@ -73,8 +73,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> li
     if hi < lo:
         lo, hi = hi, lo
     scale = max(abs(lo), abs(hi))
-    if hi - lo <= 1e-9 * scale:  # empty, or below float precision at this magnitude
-        pad = 0.5 if scale == 0 else scale * 0.1
+    if hi - lo <= max(1e-9 * scale, 1e-300):  # empty, or below float precision here
+        pad = 0.5 if scale < 1e-290 else scale * 0.1  # subnormal ranges count as zero
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(1, n)
     mag = 10.0 ** math.floor(math.log10(raw))

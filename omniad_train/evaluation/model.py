@@ -12,9 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import textmask
-from omniad_core.inspector import Inspector, check_model_location, load_spec
-from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_core.checkpoint import (
+    DEFAULT_GRID,
+    DEFAULT_IMAGE_SIZE,
+    check_model_location,
+    checkpoint_spec,
+    resolve_settings,
+)
+from omniad_core.inspector import Inspector
 from omniad_train.evaluation.runfiles import sha256_text
 
 __all__ = ["DEFAULT_SETTINGS", "check_model", "default_device", "load_inspector", "model_settings"]
@@ -22,7 +27,12 @@ __all__ = ["DEFAULT_SETTINGS", "check_model", "default_device", "load_inspector"
 log = logging.getLogger("omniad.evaluation")
 
 #: Settings of a checkpoint whose ``omniad.json`` does not give them.
-DEFAULT_SETTINGS = {"grid": 24, "image_size": 512, "max_new_tokens": 512, "layout": "lines"}
+DEFAULT_SETTINGS = {
+    "grid": DEFAULT_GRID,
+    "image_size": DEFAULT_IMAGE_SIZE,
+    "max_new_tokens": 512,
+    "layout": "lines",
+}
 
 _LOAD_OPTIONS = ("grid", "image_size", "max_new_tokens", "layout", "system_prompt")
 
@@ -55,15 +65,12 @@ def model_settings(model: Any, overrides: dict[str, Any]) -> dict[str, Any]:
             f"model must be a checkpoint path or an omniad_core.Inspector, got {type(model).__name__}"
         )
     path = Path(model)
-    spec = load_spec(path) if path.is_dir() else {}
     given = {k: v for k, v in overrides.items() if v is not None}
-    if "grid" in given:
-        grid = textmask.Grid.of(given["grid"])
-    elif "textmask" in spec:
-        grid = textmask.Grid.from_dict(spec["textmask"])
-    else:
-        grid = textmask.Grid.of(DEFAULT_SETTINGS["grid"])
-    prompt = given.get("system_prompt", spec.get("system_prompt", SYSTEM_PROMPT))
+    resolved = resolve_settings(
+        checkpoint_spec(model),
+        **{k: given[k] for k in ("grid", "image_size", "system_prompt") if k in given},
+    )
+    grid, prompt = resolved.grid, resolved.system_prompt
     gen: dict[str, Any] = {
         "max_new_tokens": int(given.get("max_new_tokens", DEFAULT_SETTINGS["max_new_tokens"])),
         "do_sample": False,
@@ -71,9 +78,7 @@ def model_settings(model: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     settings = {
         "model": str(path.resolve()) if path.exists() else str(model),
         "grid": grid.to_dict(),
-        "image_size": given.get(
-            "image_size", spec.get("image_size", DEFAULT_SETTINGS["image_size"])
-        ),
+        "image_size": resolved.image_size,
         "system_prompt_sha256": sha256_text(prompt),
         "layout": given.get("layout", DEFAULT_SETTINGS["layout"]),
         "generation": gen,
