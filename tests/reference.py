@@ -1,7 +1,7 @@
 """Slow, obviously-correct pure-Python reference (oracle) for ``textmask``.
 
 Written from the format spec only (``textmask/__init__.py`` docstring,
-``FORMAT.md``, ``METHOD.md`` and the test brief), without looking at the fast
+``docs/format.md``, ``docs/method.md`` and the test brief), without looking at the fast
 implementation.  No numba; plain loops over Python ints and ``re`` for parsing.
 Everything is 0-based internally.
 """

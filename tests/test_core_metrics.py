@@ -65,7 +65,8 @@ def test_doctests_run():
     assert attempted > 20
 
 
-def test_package_imports_only_numpy_and_stdlib():
+def test_package_imports_only_numpy_stdlib_and_textmask():
+    """The layer rule: textmask <- omniad_core; nothing heavier."""
     names = set()
     for node in (n for f in PACKAGE.glob("*.py") for n in ast.parse(f.read_text()).body):
         if isinstance(node, ast.Import):
@@ -73,7 +74,7 @@ def test_package_imports_only_numpy_and_stdlib():
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
     third_party = names - set(sys.stdlib_module_names) - {"__future__", "omniad_core"}
-    assert third_party == {"numpy"}
+    assert third_party == {"numpy", "textmask"}
 
 
 def test_import_does_not_load_torch_or_sklearn():
@@ -96,7 +97,7 @@ def test_all_is_complete():
             and getattr(getattr(mod, n), "__module__", None) == mod.__name__
         }
         assert set(mod.__all__) >= public, mod.__name__
-        assert set(M.__all__) >= set(mod.__all__) - {"confusion_from"}, mod.__name__
+        assert set(M.__all__) >= set(mod.__all__), mod.__name__
     assert all(hasattr(M, n) for n in M.__all__)
 
 
@@ -113,6 +114,42 @@ def test_confusion_matches_sklearn(counts):
         assert c.accuracy == approx(accuracy_score(y, p))
     else:
         assert c.f1 == 1.0 and c.accuracy == 1.0
+
+
+def test_confusion_is_textmask_scores():
+    """One confusion-count type across the layers: the same class, the same counts."""
+    assert Confusion is tm.Scores and M.Confusion is tm.Scores
+    c = Confusion(tp=2, fp=1, fn=1, tn=6)
+    assert (c.tp, c.fp, c.fn, c.tn, c.total) == (2, 1, 1, 6, 10)
+    assert Confusion() == Confusion(0, 0, 0, 0) and Confusion().cells is None
+    gt = np.zeros((48, 48), bool)
+    gt[0:2, 0:2] = True
+    s = tm.GroundTruth(gt).score("(0, 0)-(0, 1)")  # a textmask score is a Confusion
+    assert isinstance(s, Confusion) and s.accuracy == (4 + 2300 - 4) / 2304
+    pooled = s + Confusion(tp=1, tn=3)  # and they add
+    assert (pooled.tp, pooled.fp, pooled.fn, pooled.tn) == (5, 4, 0, 2299)
+    assert pooled.cells is None  # pooled with counts of no known cell prediction
+    assert s + s == Confusion(8, 8, 0, 4592, cells=4)
+    assert s.__add__((1, 2, 3, 4)) is NotImplemented  # only counts add to counts
+
+
+def test_meter_state_formats_unchanged_with_scores():
+    """The JSON state of both meters is what it was: counts as lists of four ints."""
+    gt = np.zeros((48, 48), bool)
+    gt[0:2, 0:2] = True
+    m = DetectionMeter()
+    m.update_scores(tm.score("(0, 0)-(0, 1)", gt), dataset="D", category="c")
+    assert m.state_dict() == {
+        "format": "omniad.metrics.DetectionMeter",
+        "version": 1,
+        "entries": [
+            {"dataset": "D", "category": "c", "pixel": [4, 4, 0, 2296], "image": [1, 0, 0, 0]}
+        ],
+    }
+    row = m.results().overall
+    assert row.pixel == Confusion(4, 4, 0, 2296) and row.image == Confusion(tp=1)
+    assert row.to_dict()["pixel_fp"] == 4 and "pixel_cells" not in row.to_dict()
+    assert json.loads(json.dumps(m.state_dict())) == m.state_dict()
 
 
 # --------------------------------------------------------------------------- detection

@@ -10,6 +10,7 @@ from numpy.testing import assert_array_equal
 from reference import (
     ref_decode_tolerant,
     ref_detection_reward,
+    ref_edges,
     ref_f1,
     ref_iou,
     ref_precision,
@@ -134,10 +135,13 @@ def test_detection_reward_matches_ref(gt, rc, level, threshold, ib, alpha, data)
     assert tm.detection_reward(text, gt, g, alpha=alpha, level=level) == _approx(want)
     if alpha == 2.0:
         assert tm.detection_reward(text, gt, g, level=level) == _approx(want)
-    # the reward of the confusion counts (what evaluation runs store) is the same when
-    # every cell covers a pixel (see Scores.reward for the smaller-mask case)
+    # the reward of the scores is the same, masks smaller than the grid included
+    assert tm.score(text, gt, g, level=level).reward(alpha) == _approx(want)
+    # and so is that of the bare counts (what evaluation runs store) when every cell
+    # covers a pixel
     if gt.shape[0] >= rows and gt.shape[1] >= cols:
-        assert tm.score(text, gt, g, level=level).reward(alpha) == _approx(want)
+        s = tm.score(text, gt, g, level=level)
+        assert tm.Scores(s.tp, s.fp, s.fn, s.tn).reward(alpha) == _approx(want)
 
 
 @settings(deadline=None, max_examples=ex(60))
@@ -215,7 +219,7 @@ def test_detection_rewards_one_prompt_many_completions():
     assert G.rewards(texts).tolist() == _approx(want)
 
 
-# --------------------------------------------------------------------------- METHOD.md cases by hand
+# --------------------------------------------------------------------------- docs/method.md cases by hand
 def _aligned_gt():
     gt = np.zeros((48, 48), np.uint8)  # 24 x 24 grid, 2 x 2 pixels per cell
     gt[4:8, 6:10] = 255  # cells rows 2..3, cols 3..4
@@ -307,4 +311,62 @@ def test_empty_gt_with_predicted_cell_covering_no_pixel():
     assert tm.detection_reward("(0, 0)", gt) == 0.0
     assert tm.GroundTruth(gt).reward("(0, 0)") == 0.0
     assert tm.detection_rewards(["(0, 0)"], [gt]).tolist() == [0.0]
-    assert tm.score("(0, 0)", gt).reward() == 1.0  # counts alone cannot see that cell
+    # the scores of that text carry the cell it names, so their reward agrees (it was
+    # 1.0 before Scores knew its cells); counts alone still read as nothing predicted
+    s = tm.score("(0, 0)", gt)
+    assert (s.tp, s.fp, s.fn, s.tn, s.cells) == (0, 0, 0, 15, 1)
+    assert s.reward() == 0.0 and tm.GroundTruth(gt).score("(0, 0)").reward() == 0.0
+    assert tm.score(tm.decode("(0, 0)"), gt).reward() == 0.0  # a cell grid, too
+    assert tm.Scores(0, 0, 0, 15).reward() == 1.0
+    assert tm.score("", gt).reward() == 1.0 and tm.score("", gt).cells == 0
+
+
+# --------------------------------------------------------------------------- one reward definition
+@st.composite
+def small_targets(draw):
+    """A grid and a ground truth often smaller than it (cells that cover no pixel),
+    often empty, and a text that often names such a cell."""
+    rows, cols = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+    h = draw(st.integers(1, rows + 3))
+    w = draw(st.integers(1, cols + 3))
+    fill = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    gt = (rng.random((h, w)) < fill).astype(draw(st.sampled_from([np.uint8, bool, np.int32])))
+    ye, xe = ref_edges(h, rows), ref_edges(w, cols)
+    hollow = [
+        (r, c) for r in range(rows) for c in range(cols) if ye[r] == ye[r + 1] or xe[c] == xe[c + 1]
+    ]
+    text = draw(pred_texts(rows, cols))
+    if hollow and draw(st.booleans()):
+        r, c = draw(st.sampled_from(hollow))
+        text = draw(st.sampled_from([f"({r}, {c})", f"{text}, ({r}, {c})", f"({r}, {c}) junk"]))
+    return gt, rows, cols, text
+
+
+@settings(deadline=None, max_examples=ex(200))
+@given(
+    small_targets(),
+    LEVELS,
+    thresholds,
+    index_bases,
+    st.sampled_from([2.0, 1.0, 0.5, 3.25]),
+)
+def test_scores_reward_and_kernel_agree_with_oracle(case, level, threshold, ib, alpha):
+    """Scores.reward and the batch kernel are one definition: on every input, masks
+    smaller than the grid included, both give the oracle's reward."""
+    gt, rows, cols, text = case
+    if level == "cell":
+        assume(not tie_cells(gt, rows, cols, threshold).any())
+    want = ref_detection_reward(text, gt, rows, cols, alpha, level, threshold, ib)
+    grid = tm.Grid(rows, cols, threshold=threshold, index_base=ib)
+    G = tm.GroundTruth(gt, grid, level=level)
+    s = G.score(text)
+    assert s.reward(alpha) == _approx(want)
+    assert G.reward(text, alpha) == _approx(want)
+    assert tm.detection_rewards([text, text], [G, gt], grid, alpha=alpha, level=level).tolist() == (
+        _approx([want, want])
+    )
+    cells = ref_decode_tolerant(text, rows, cols, ib)[0]
+    assert s.cells == int(cells.sum())
+    assert G.score(cells).reward(alpha) == _approx(want)  # the cell-grid path, too
+    assert tm.Scores(s.tp, s.fp, s.fn, s.tn, s.cells).reward(alpha) == _approx(want)

@@ -108,7 +108,10 @@ OmniAD detection accuracy reward: 1 when the ground truth is empty and the text 
 no cell, 0 when the ground truth is empty and the text names a cell (even one covering
 no pixel of a mask smaller than the grid), else ``alpha * F1`` (``alpha = 2``).  A
 :class:`GroundTruth` holds per-cell counts computed once, so the completions of one
-prompt share the precomputation.
+prompt share the precomputation.  :func:`score` returns :class:`Scores`, the confusion
+counts with their ratios and the number of cells the prediction names;
+``Scores.reward`` and the batch reward share one definition, so
+``score(t, m).reward() == detection_reward(t, m)`` for every text and mask.
 """
 
 from textmask._errors import TextMaskError

@@ -3,7 +3,7 @@
 Kernels trust their arguments: the public layer has already checked dtypes, shapes,
 contiguity and ranges.  Masks arrive as C-contiguous ``uint8`` 2-D arrays, cell grids
 as C-contiguous ``bool`` arrays, text as the UTF-8 bytes of a ``str`` in a ``uint8``
-array, edges as ``int64`` arrays from :func:`textmask.grid._edges`.  No kernel reads a
+array, edges as ``int64`` arrays from :func:`textmask._geometry.cell_edges`.  No kernel reads a
 module global other than the constants below, which Numba freezes at compile time.
 """
 
@@ -16,6 +16,19 @@ import numpy as np
 
 __all__ = [
     "CAP",
+    "E_CLOSE",
+    "E_COMMA",
+    "E_LEADING_ZERO",
+    "E_NOT_MAXIMAL",
+    "E_NUMBER",
+    "E_OPEN",
+    "E_ORDER",
+    "E_OUT_OF_GRID",
+    "E_RANGE_ORDER",
+    "E_RANGE_ROWS",
+    "E_SEPARATOR",
+    "E_TRAILING",
+    "OK",
     "STATS",
     "cells_runs",
     "cells_text",
@@ -24,10 +37,13 @@ __all__ = [
     "decode_pixels",
     "decode_strict",
     "encode_any",
+    "jit",
     "patch_any",
     "patch_count",
     "reward_many",
+    "reward_of",
     "runs_fill",
+    "runs_text",
     "unpatch",
 ]
 
@@ -470,18 +486,39 @@ def decode_many(buf, offsets, rows, cols, base):
 
 
 @jit
+def reward_of(tp, pa, total, named, alpha):
+    """The OmniAD detection reward from counts: the one definition of it.
+
+    ``tp`` true-positive units (pixels or cells), ``pa`` predicted units
+    (``tp + fp``), ``total`` ground-truth units (``tp + fn``), ``named`` whether the
+    prediction names at least one grid cell.  1 when the ground truth is empty and
+    nothing is named, 0 when it is empty and a cell is named (even a cell that covers
+    no pixel of a mask smaller than the grid), else ``alpha * F1``.  The batch kernel
+    inlines it; :meth:`textmask.Scores.reward` runs the same function uncompiled
+    (``reward_of.py_func``), on Python integers of any size.
+
+    >>> reward_of(0, 0, 0, False, 2.0), reward_of(0, 0, 0, True, 2.0), reward_of(1, 2, 2, True, 2.0)
+    (1.0, 0.0, 1.0)
+    """
+    if total == 0:
+        return 0.0 if named else 1.0
+    return alpha * ((2.0 * tp) / (pa + total))
+
+
+@jit
 def reward_many(buf, offsets, tindex, counts, areas, totals, rows, cols, base, alpha):
     """Detection scores of many texts against per-target cell tables.
 
-    Returns ``(reward float64 (n,), tp int64 (n,), predicted area int64 (n,))``.
+    Returns ``(reward float64 (n,), found int64 (n, 3))``; row ``k`` of ``found``
+    holds text ``k``'s true-positive units, predicted units and predicted cells.
     ``counts[t]`` holds target ``t``'s anomalous units (pixels or cells) per cell,
-    ``areas[t]`` the units each cell covers, ``totals[t]`` the target's total.
+    ``areas[t]`` the units each cell covers, ``totals[t]`` the target's total; the
+    reward is :func:`reward_of` of those counts.
     """
     n = offsets.size - 1
     size = rows * cols
     reward = np.empty(n, np.float64)
-    tp_out = np.empty(n, np.int64)
-    pa_out = np.empty(n, np.int64)
+    found = np.empty((n, 3), np.int64)
     diff = np.empty(size + 1, np.int64)
     stats = np.empty(5, np.int64)
     for k in range(n):
@@ -498,14 +535,11 @@ def reward_many(buf, offsets, tindex, counts, areas, totals, rows, cols, base, a
                 tp += counts[t, p]
                 pa += areas[t, p]
                 npred += 1
-        total = totals[t]
-        if total == 0:  # the model wrote a cell: it claimed an anomaly, even off-image
-            reward[k] = 1.0 if npred == 0 else 0.0
-        else:
-            reward[k] = alpha * ((2.0 * tp) / (pa + total))
-        tp_out[k] = tp
-        pa_out[k] = pa
-    return reward, tp_out, pa_out
+        reward[k] = reward_of(tp, pa, totals[t], npred > 0, alpha)
+        found[k, 0] = tp
+        found[k, 1] = pa
+        found[k, 2] = npred
+    return reward, found
 
 
 # --------------------------------------------------------------------------- strict

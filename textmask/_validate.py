@@ -10,17 +10,21 @@ from typing import Any
 import numpy as np
 
 from textmask._errors import TextMaskError
+from textmask._geometry import cell_edges
 from textmask._limits import MAX_SIDE, check_pixels, check_side, max_pixels
-from textmask.grid import MAX_CELLS, Grid, _edges
+from textmask.grid import MAX_CELLS, Grid
 
 __all__ = [
+    "as_alpha",
     "as_batch_output",
     "as_cells",
     "as_mask",
     "as_runs",
     "as_shape",
     "as_text_bytes",
+    "char_offset",
     "edges",
+    "join_texts",
 ]
 
 
@@ -189,6 +193,36 @@ def as_text_bytes(text: Any) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
+def join_texts(texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Check seg texts and concatenate them into one ``uint8`` buffer plus ``int64``
+    offsets: text ``k`` is ``buf[offsets[k]:offsets[k + 1]]`` (the batch kernels' input).
+    """
+    parts = []
+    for k, t in enumerate(texts):
+        try:
+            parts.append(
+                as_text_bytes(t).tobytes()
+                if not isinstance(t, str)
+                else t.encode("utf-8", "surrogatepass")
+            )
+        except TextMaskError as exc:
+            raise TextMaskError(f"text {k} of the batch: {exc}") from None
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    np.add.accumulate(np.fromiter(map(len, parts), np.int64, len(parts)), out=offsets[1:])
+    return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
+
+
+def as_alpha(alpha: Any) -> float:
+    """Check the scale of the reward's F1 term: a finite number."""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise TextMaskError(f"alpha must be a number, got {alpha!r}") from None
+    if not np.isfinite(a):
+        raise TextMaskError(f"alpha must be finite, got {alpha!r}")
+    return a
+
+
 def char_offset(text: Any, byte_offset: int) -> int:
     """Character offset of a byte offset into the UTF-8 form of ``text``."""
     if not isinstance(text, str) or text.isascii():
@@ -198,7 +232,7 @@ def char_offset(text: Any, byte_offset: int) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _cached_edges(n_pixels: int, n_cells: int) -> np.ndarray:
-    return _edges(n_pixels, n_cells)  # internal only: never handed to users
+    return cell_edges(n_pixels, n_cells)  # internal only: never handed to users
 
 
 def edges(rows: int, cols: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

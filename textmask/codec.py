@@ -9,6 +9,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from textmask import _kernels as K
+from textmask._cells import label_cells, mask_words
 from textmask._errors import TextMaskError
 from textmask._validate import (
     as_batch_output,
@@ -19,6 +20,7 @@ from textmask._validate import (
     as_text_bytes,
     char_offset,
     edges,
+    join_texts,
 )
 from textmask.grid import Grid, GridLike
 
@@ -124,25 +126,7 @@ def patchify(mask: Any, grid: GridLike = 24, *, threshold: float | None = None) 
     """
     g = Grid.of(grid, threshold=threshold)
     arr, transposed = as_mask(mask)
-    return _patchify(arr, transposed, g)
-
-
-def _patchify(arr: np.ndarray, transposed: bool, g: Grid) -> np.ndarray:
-    rows, cols = (g.cols, g.rows) if transposed else (g.rows, g.cols)
-    re_ = edges(rows, cols, arr.shape[0], arr.shape[1])
-    if g.threshold == 0.0:
-        cells = K.patch_any(_words(arr), re_[0], re_[1])
-    else:
-        counts = K.patch_count(arr, re_[0], re_[1])
-        areas = np.outer(np.diff(re_[0]), np.diff(re_[1]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cells = (areas > 0) & (counts / areas > g.threshold)
-    return np.ascontiguousarray(cells.T) if transposed else cells
-
-
-def _words(arr: np.ndarray) -> np.ndarray:
-    """View a C-contiguous uint8 mask as uint64 words when its width allows."""
-    return arr.view(np.uint64) if arr.shape[1] % 8 == 0 else arr
+    return label_cells(arr, transposed, g)
 
 
 def unpatchify(cells: Any, shape: Sequence[int]) -> np.ndarray:
@@ -249,10 +233,10 @@ def encode(
     g = Grid.of(grid, threshold=threshold, index_base=index_base)
     arr, transposed = as_mask(mask)
     if transposed or g.threshold != 0.0:
-        cells = _patchify(arr, transposed, g)
+        cells = label_cells(arr, transposed, g)
     else:
         re_, ce = edges(g.rows, g.cols, arr.shape[0], arr.shape[1])
-        return K.encode_any(_words(arr), re_, ce, g.index_base).tobytes().decode("ascii")
+        return K.encode_any(mask_words(arr), re_, ce, g.index_base).tobytes().decode("ascii")
     return K.cells_text(cells, g.index_base).tobytes().decode("ascii")
 
 
@@ -438,7 +422,7 @@ def decode_batch(
             except TextMaskError as exc:
                 raise TextMaskError(f"text {k} of the batch: {exc}") from None
     else:
-        buf, offsets = _join(texts)
+        buf, offsets = join_texts(texts)
         cells, _ = K.decode_many(buf, offsets, g.rows, g.cols, g.index_base)
     if pixel_shape is None:
         return cells
@@ -447,20 +431,3 @@ def decode_batch(
     for k in range(len(texts)):
         out[k] = K.unpatch(cells[k], re_, ce)
     return out
-
-
-def _join(texts: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate texts into one byte buffer plus ``int64`` offsets."""
-    parts = []
-    for k, t in enumerate(texts):
-        try:
-            parts.append(
-                as_text_bytes(t).tobytes()
-                if not isinstance(t, str)
-                else t.encode("utf-8", "surrogatepass")
-            )
-        except TextMaskError as exc:
-            raise TextMaskError(f"text {k} of the batch: {exc}") from None
-    offsets = np.zeros(len(parts) + 1, np.int64)
-    np.add.accumulate(np.fromiter(map(len, parts), np.int64, len(parts)), out=offsets[1:])
-    return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from textmask._errors import TextMaskError
+from textmask._geometry import cell_edges
 from textmask._limits import MAX_SIDE
 
 __all__ = ["MAX_CELLS", "Grid", "GridLike"]
@@ -183,11 +184,11 @@ class Grid:
         >>> Grid(3, 3).row_edges(10).tolist()
         [0, 3, 6, 10]
         """
-        return _edges(_check_side("height", height), self.rows)
+        return cell_edges(_check_side("height", height), self.rows)
 
     def col_edges(self, width: int) -> np.ndarray:
         """Pixel-column boundaries of the cell columns for an image ``width`` wide."""
-        return _edges(_check_side("width", width), self.cols)
+        return cell_edges(_check_side("width", width), self.cols)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, stored next to checkpoints."""
@@ -237,8 +238,3 @@ def _plain(grid: Any) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _grid_of(grid: Any, threshold: float | None, index_base: int | None) -> Grid:
     return Grid._of(grid, threshold, index_base)
-
-
-def _edges(n_pixels: int, n_cells: int) -> np.ndarray:
-    """``floor(k * n_pixels / n_cells)`` for k = 0..n_cells, exactly (integer maths)."""
-    return (np.arange(n_cells + 1, dtype=np.int64) * n_pixels) // n_cells

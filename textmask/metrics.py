@@ -9,64 +9,129 @@ from typing import Any, Literal
 import numpy as np
 
 from textmask import _kernels as K
+from textmask._cells import label_cells
 from textmask._errors import TextMaskError
-from textmask._validate import as_cells, as_mask, as_shape, edges
-from textmask.codec import _join, _patchify, decode
+from textmask._validate import as_alpha, as_cells, as_mask, as_shape, edges, join_texts
+from textmask.codec import decode
 from textmask.grid import Grid, GridLike
 
 __all__ = ["GroundTruth", "Level", "Scores", "area", "f1", "iou", "precision", "recall", "score"]
 
 Level = Literal["pixel", "cell"]
 
+#: The reward kernel's own Python function (the kernel itself when Numba's JIT is off):
+#: the same definition, without compiled-call overhead and on integers of any size.
+_reward_of = getattr(K.reward_of, "py_func", K.reward_of)
+
 
 @dataclass(frozen=True)
 class Scores:
     """Confusion counts of a prediction against a ground truth, and the usual ratios.
 
-    Counts are pixels (level ``"pixel"``) or cells (level ``"cell"``).  Ratios with a
-    zero denominator are 1.0: nothing to find and nothing predicted is perfect.
+    The one confusion-count type of the toolkit (``omniad_core.metrics.Confusion`` is
+    this class).  Counts are pixels (level ``"pixel"``), cells (level ``"cell"``) or
+    images (an image-level detection meter).  Ratios are fractions in [0, 1]; a ratio
+    with a zero denominator is 1.0: nothing to find and nothing predicted is perfect.
+    Counts add with ``+``.
+
+    Parameters
+    ----------
+    tp, fp, fn, tn : int
+        True positives, false positives, false negatives, true negatives (default 0).
+    cells : int or None
+        The number of grid cells the prediction names, when the counts come from a cell
+        prediction (:func:`score`, :meth:`GroundTruth.score`), else None.  Only
+        :meth:`reward` reads it: on a mask smaller than the grid a prediction can name
+        cells that cover no pixel, which its pixel counts cannot show.  Shown by
+        ``repr`` when known; compared by ``==``.
+
+    Examples
+    --------
+    >>> c = Scores(tp=2, fp=1, fn=1, tn=6)
+    >>> c.f1, c.accuracy, c.precision, c.recall, c.iou
+    (0.6666666666666666, 0.8, 0.6666666666666666, 0.6666666666666666, 0.5)
+    >>> (c + Scores(tn=10)).total
+    20
+    >>> Scores(tn=5).f1          # nothing to find, nothing predicted
+    1.0
     """
 
-    tp: int
-    fp: int
-    fn: int
-    tn: int
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    cells: int | None = None
+
+    def __repr__(self) -> str:
+        extra = "" if self.cells is None else f", cells={self.cells}"
+        return f"Scores(tp={self.tp}, fp={self.fp}, fn={self.fn}, tn={self.tn}{extra})"
+
+    def __add__(self, other: Scores) -> Scores:
+        if not isinstance(other, Scores):
+            return NotImplemented
+        cells = None if self.cells is None or other.cells is None else self.cells + other.cells
+        return Scores(
+            self.tp + other.tp,
+            self.fp + other.fp,
+            self.fn + other.fn,
+            self.tn + other.tn,
+            cells,
+        )
+
+    @property
+    def total(self) -> int:
+        """Number of units counted: ``tp + fp + fn + tn``."""
+        return self.tp + self.fp + self.fn + self.tn
 
     @property
     def precision(self) -> float:
+        """``tp / (tp + fp)``; 1.0 when nothing was predicted."""
         d = self.tp + self.fp
         return 1.0 if d == 0 else self.tp / d
 
     @property
     def recall(self) -> float:
+        """``tp / (tp + fn)``; 1.0 when there is nothing to find."""
         d = self.tp + self.fn
         return 1.0 if d == 0 else self.tp / d
 
     @property
     def f1(self) -> float:
+        """``2 tp / (2 tp + fp + fn)``; 1.0 when ``tp + fp + fn == 0``."""
         d = 2 * self.tp + self.fp + self.fn
         return 1.0 if d == 0 else 2 * self.tp / d
 
     @property
     def iou(self) -> float:
+        """``tp / (tp + fp + fn)``; 1.0 when ``tp + fp + fn == 0``."""
         d = self.tp + self.fp + self.fn
         return 1.0 if d == 0 else self.tp / d
 
-    def reward(self, alpha: float = 2.0) -> float:
-        """The detection reward these counts earn: 1 when truth and prediction are both
-        empty, 0 when only the truth is, else ``alpha * F1`` (as :func:`detection_reward`).
+    @property
+    def accuracy(self) -> float:
+        """``(tp + tn) / total``; 1.0 when nothing was counted."""
+        d = self.total
+        return 1.0 if d == 0 else (self.tp + self.tn) / d
 
-        Equal to :func:`detection_reward` whenever every grid cell covers a pixel (mask
-        sides at least the grid's). On a smaller mask a prediction may name only cells
-        covering no pixel: it is non-empty (reward 0 against an empty truth) but has no
-        counts, so these counts read it as empty (1); use :func:`detection_reward` there.
+    def reward(self, alpha: float = 2.0) -> float:
+        """The detection reward these counts earn, as :func:`detection_reward` gives it.
+
+        1 when the ground truth is empty and the prediction names no cell, 0 when the
+        ground truth is empty and it names one, else ``alpha * F1``.  The prediction
+        names a cell when ``cells > 0``; when ``cells`` is None (counts built by hand or
+        pooled) when ``tp + fp > 0``, which is the same thing whenever every grid cell
+        covers a pixel.  One definition with the batch kernel
+        (:func:`textmask._kernels.reward_of`), so Scores from :func:`score` always
+        give the reward :func:`detection_reward` gives for the same text.
 
         >>> Scores(0, 0, 0, 9).reward(), Scores(0, 3, 0, 6).reward(), Scores(2, 1, 1, 5).reward()
         (1.0, 0.0, 1.3333333333333333)
+        >>> Scores(0, 0, 0, 4, cells=1).reward()   # named a cell that covers no pixel
+        0.0
         """
-        if self.tp + self.fn == 0:
-            return 1.0 if self.fp == 0 else 0.0
-        return _alpha(alpha) * self.f1
+        named = self.tp + self.fp > 0 if self.cells is None else self.cells > 0
+        a = as_alpha(alpha)
+        return float(_reward_of(self.tp, self.tp + self.fp, self.tp + self.fn, named, a))
 
 
 class GroundTruth:
@@ -93,7 +158,7 @@ class GroundTruth:
     >>> m = np.zeros((48, 48), bool); m[0:2, 0:2] = True   # cell (0, 0), 4 pixels
     >>> gt = GroundTruth(m)
     >>> gt.score("(0, 0)")
-    Scores(tp=4, fp=0, fn=0, tn=2300)
+    Scores(tp=4, fp=0, fn=0, tn=2300, cells=1)
     >>> gt.reward("(0, 0)-(0, 1)")     # 2 * F1 with 4 false positive pixels
     1.3333333333333333
     >>> gt.rewards(["(0, 0)", "", "junk"]).tolist()
@@ -123,7 +188,7 @@ class GroundTruth:
             areas = np.outer(np.diff(re_), np.diff(ce))
             universe = h * w
         elif level == "cell":
-            counts = _patchify(arr, transposed, g).astype(np.int64)
+            counts = label_cells(arr, transposed, g).astype(np.int64)
             areas = np.ones((g.rows, g.cols), np.int64)
             universe = g.size
         else:
@@ -147,18 +212,39 @@ class GroundTruth:
         """True when the ground truth has nothing anomalous (at its level)."""
         return self.total == 0
 
-    def _scores(self, tp: int, pa: int) -> Scores:
+    @classmethod
+    def of(
+        cls,
+        target: Any,
+        grid: GridLike = 24,
+        *,
+        threshold: float | None = None,
+        level: Level = "pixel",
+    ) -> GroundTruth:
+        """``target`` itself when it is a GroundTruth, else ``GroundTruth(target, ...)``.
+
+        >>> gt = GroundTruth(np.zeros((4, 4), bool), 2)
+        >>> GroundTruth.of(gt) is gt, GroundTruth.of(np.zeros((4, 4), bool), 2).grid.shape
+        (True, (2, 2))
+        """
+        if isinstance(target, GroundTruth):
+            return target
+        return cls(target, grid, threshold=threshold, level=level)
+
+    def _scores(self, tp: int, pa: int, cells: int) -> Scores:
         fp = pa - tp
         fn = self.total - tp
-        return Scores(tp, fp, fn, self.universe - tp - fp - fn)
+        return Scores(tp, fp, fn, self.universe - tp - fp - fn, cells)
 
     def score(self, pred: Any, *, index_base: int | None = None) -> Scores:
         """Confusion counts of a prediction: a seg text (tolerant) or a cell grid."""
         if isinstance(pred, (str, bytes, bytearray)):
-            _, tp, pa = self._run([pred], 1.0, index_base)
-            return self._scores(int(tp[0]), int(pa[0]))
+            tp, pa, cells = self._run([pred], 1.0, index_base)[1][0].tolist()
+            return self._scores(tp, pa, cells)
         cells = as_cells(pred, self.grid, "predicted cells").reshape(-1)
-        return self._scores(int(self.counts[cells].sum()), int(self.areas[cells].sum()))
+        return self._scores(
+            int(self.counts[cells].sum()), int(self.areas[cells].sum()), int(cells.sum())
+        )
 
     def reward(self, text: str, alpha: float = 2.0, *, index_base: int | None = None) -> float:
         """The OmniAD detection accuracy reward of one seg text (see the package doc)."""
@@ -172,13 +258,13 @@ class GroundTruth:
 
     def _run(
         self, texts: list[Any], alpha: float, index_base: int | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         base = (
             self.grid.index_base
             if index_base is None
             else Grid.of(1, index_base=index_base).index_base
         )
-        buf, offsets = _join(texts)
+        buf, offsets = join_texts(texts)
         tindex = np.zeros(len(texts), np.int64)
         return K.reward_many(
             buf,
@@ -190,24 +276,8 @@ class GroundTruth:
             self.grid.rows,
             self.grid.cols,
             base,
-            _alpha(alpha),
+            as_alpha(alpha),
         )
-
-
-def _alpha(alpha: Any) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise TextMaskError(f"alpha must be a number, got {alpha!r}") from None
-    if not np.isfinite(a):
-        raise TextMaskError(f"alpha must be finite, got {alpha!r}")
-    return a
-
-
-def _target(target: Any, grid: GridLike, threshold: float | None, level: Level) -> GroundTruth:
-    if isinstance(target, GroundTruth):
-        return target
-    return GroundTruth(target, grid, threshold=threshold, level=level)
 
 
 def score(
@@ -240,11 +310,12 @@ def score(
     --------
     >>> gt = np.zeros((4, 4), bool); gt[0, 0] = True
     >>> score("(0, 0)", gt, 2)            # the cell covers 4 pixels, 1 anomalous
-    Scores(tp=1, fp=3, fn=0, tn=12)
+    Scores(tp=1, fp=3, fn=0, tn=12, cells=1)
     >>> score("(0, 0)", gt, 2, level="cell")
-    Scores(tp=1, fp=0, fn=0, tn=3)
+    Scores(tp=1, fp=0, fn=0, tn=3, cells=1)
     """
-    return _target(target, grid, threshold, level).score(pred, index_base=index_base)
+    gt = GroundTruth.of(target, grid, threshold=threshold, level=level)
+    return gt.score(pred, index_base=index_base)
 
 
 def f1(pred: Any, target: Any, grid: GridLike = 24, **kwargs: Any) -> float:

@@ -1,4 +1,4 @@
-"""Region names of a mask: which ninth of the image holds its centroid (FORMAT.md)."""
+"""Region names of a mask: which ninth of the image holds its centroid (docs/format.md)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from textmask import _kernels as K
 from textmask._errors import TextMaskError
-from textmask.codec import _join
+from textmask._validate import as_alpha, join_texts
 from textmask.grid import Grid, GridLike
-from textmask.metrics import GroundTruth, Level, _alpha, _target
+from textmask.metrics import GroundTruth, Level
 
 __all__ = ["detection_reward", "detection_rewards"]
 
@@ -53,7 +53,8 @@ def detection_reward(
     >>> detection_reward("(1, 1)-(1, 2)", gt), detection_reward("(1, 1)", gt)
     (2.0, 1.3333333333333333)
     """
-    return _target(target, grid, threshold, level).reward(text, alpha, index_base=index_base)
+    gt = GroundTruth.of(target, grid, threshold=threshold, level=level)
+    return gt.reward(text, alpha, index_base=index_base)
 
 
 def detection_rewards(
@@ -90,7 +91,7 @@ def detection_rewards(
     [2.0, 1.3333333333333333, 0.0, 0.0]
     """
     texts = list(texts)
-    a = _alpha(alpha)
+    a = as_alpha(alpha)
     if isinstance(targets, GroundTruth) or (isinstance(targets, np.ndarray) and targets.ndim == 2):
         targets = [targets] * len(texts)
     else:
@@ -109,7 +110,7 @@ def detection_rewards(
         slot = index.get(id(t))
         if slot is None:
             try:
-                gt = _target(t, grid, threshold, level)
+                gt = GroundTruth.of(t, grid, threshold=threshold, level=level)
             except TextMaskError as exc:
                 raise TextMaskError(f"target {k} of the batch: {exc}") from None
             slot = index[id(t)] = len(prepared)
@@ -123,7 +124,7 @@ def detection_rewards(
                 f"{gt.grid.shape}; score them in separate calls"
             )
     base = g0.index_base if index_base is None else Grid.of(1, index_base=index_base).index_base
-    buf, offsets = _join(texts)
+    buf, offsets = join_texts(texts)
     counts = np.stack([gt.counts for gt in prepared])
     areas = np.stack([gt.areas for gt in prepared])
     totals = np.array([gt.total for gt in prepared], np.int64)

@@ -1,4 +1,4 @@
-"""Helpers shared by the metrics modules (private): count checks, ratios, tables, state."""
+"""Helpers shared by the metrics modules (private): count checks, tables, state."""
 
 from __future__ import annotations
 
@@ -22,13 +22,7 @@ __all__ = [
     "md_table",
     "mean",
     "name_str",
-    "ratio",
 ]
-
-
-def ratio(num: int, den: int) -> float:
-    """``num / den`` with the package convention ``0 / 0 == 1``."""
-    return 1.0 if den == 0 else num / den
 
 
 def mean(values: Sequence[float]) -> float:

@@ -22,7 +22,7 @@ from omniad_core.metrics._common import (
     mean,
     name_str,
 )
-from omniad_core.metrics.confusion import Confusion, confusion_from
+from omniad_core.metrics.confusion import Confusion
 
 __all__ = ["DetectionMeter", "DetectionReport", "DetectionRow"]
 
@@ -219,8 +219,8 @@ class DetectionMeter:
     >>> meter.update(pred, gt, dataset="MVTec-AD", category="bottle")
     >>> meter.update(np.zeros((2, 3)), np.zeros((2, 3)), dataset="MVTec-AD", category="bottle")
     >>> row = meter.results().category("MVTec-AD", "bottle")
-    >>> row.pixel, row.image
-    (Confusion(tp=1, fp=1, fn=1, tn=19), Confusion(tp=1, fp=0, fn=0, tn=1))
+    >>> row.pixel, row.image      # Confusion is textmask.Scores
+    (Scores(tp=1, fp=1, fn=1, tn=19), Scores(tp=1, fp=0, fn=0, tn=1))
     >>> round(row.pixel_f1, 2), round(row.pixel_acc, 2), row.image_f1, row.image_acc
     (50.0, 90.91, 100.0, 100.0)
     >>> meter.update_counts(0, 5, 0, 11, dataset="MVTec-AD", category="cable")
@@ -350,8 +350,8 @@ class DetectionMeter:
     ) -> None:
         """Add one image from any object with ``tp, fp, fn, tn`` attributes.
 
-        That is a ``textmask.Scores`` (from ``textmask.score`` or
-        ``textmask.GroundTruth.score``, pixel level) or a :class:`Confusion`.
+        That is a :class:`Confusion` (``textmask.Scores``, e.g. from ``textmask.score``
+        or ``textmask.GroundTruth.score`` at pixel level).
         """
         self.update_counts(
             scores.tp,
@@ -419,7 +419,7 @@ class DetectionMeter:
                 if d != ds:
                     continue
                 c = self._counts[(d, cat)]
-                px, img = confusion_from(c[:4]), confusion_from(c[4:])
+                px, img = Confusion(*c[:4]), Confusion(*c[4:])
                 cat_rows.append(_detection_row("category", ds, cat, px, img, 1, None))
                 ds_px, ds_img = ds_px + px, ds_img + img
             ds_row = _detection_row("dataset", ds, None, ds_px, ds_img, len(cat_rows), cat_rows)

@@ -131,7 +131,7 @@ def confusion_at_threshold(scores: Any, gt: Any, threshold: float) -> Confusion:
 
     >>> confusion_at_threshold([np.array([0.1, 0.9]), np.array([0.6])],
     ...                        [np.array([0, 1]), np.array([0])], 0.6)
-    Confusion(tp=1, fp=1, fn=0, tn=1)
+    Scores(tp=1, fp=1, fn=0, tn=1)
     """
     s_list, g_list = _pieces(scores), _pieces(gt)
     if len(s_list) != len(g_list):
@@ -207,7 +207,7 @@ def optimal_threshold(
 ) -> ThresholdResult:
     """The one threshold maximising the harmonic mean of pixel F1 and image F1.
 
-    This is the Anomalib-style protocol METHOD.md prescribes for score-map baselines:
+    This is the Anomalib-style protocol docs/method.md prescribes for score-map baselines:
     one threshold per dataset, applied to both the pixel scores and the image scores
     (prediction: ``score >= threshold``), chosen to maximise
     ``2 * F1_pixel * F1_image / (F1_pixel + F1_image)``.
