@@ -119,14 +119,10 @@ def test_nice_ticks_cover_the_range_with_one_round_step(lo, span, integer):
 
 # --------------------------------------------------------------------------- metric keys
 def test_metric_keys_are_structured_and_read_from_old_and_new_files(tmp_path):
-    from omniad_train.demo import (
-        MEAN_R_DET,
-        MetricKey,
-        _fmt,
-        _metrics_from_json,
-        _metrics_to_json,
-        mean_detection_reward,
-    )
+    from omniad_train.demo import MEAN_R_DET, MetricKey, mean_detection_reward
+    from omniad_train.demo.metrics import metrics_from_json as _metrics_from_json
+    from omniad_train.demo.metrics import metrics_to_json as _metrics_to_json
+    from omniad_train.demo.report import format_figure as _fmt
 
     results = tmp_path / "results.jsonl"
     lines = [
