@@ -49,9 +49,8 @@ _MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".we
 _LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".pbm", ".pgm", ".ppm")
 #: PIL modes holding 8 bits per channel, converted to RGB by Pillow as they are.
 _EIGHT_BIT_MODES = frozenset(
-    {"1", "L", "P", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
-     "LAB", "HSV"}
-)  # fmt: skip
+    {"1", "L", "P", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+)
 
 
 class ImageError(ValueError):

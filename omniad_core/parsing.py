@@ -238,8 +238,14 @@ def read_answer(text: str, options: Any = None) -> str | None:
 
 def _strict_shape(text: str, events: list[Tag]) -> bool:
     """Exactly seg, think, answer, each opened and closed once, whitespace between."""
-    want = [("seg", False), ("seg", True), ("think", False), ("think", True),
-            ("answer", False), ("answer", True)]  # fmt: skip
+    want = [
+        ("seg", False),
+        ("seg", True),
+        ("think", False),
+        ("think", True),
+        ("answer", False),
+        ("answer", True),
+    ]
     if [(e[2], e[3]) for e in events] != want:
         return False
     if text[: events[0][0]].strip() or text[events[-1][1] :].strip():

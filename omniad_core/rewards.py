@@ -144,8 +144,14 @@ def completion_texts(completions: Any, reward: str = "reward") -> list[str]:
     ]
 
 
-_NOT_COLUMNS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra",
-                "log_metric"}  # fmt: skip
+_NOT_COLUMNS = {
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+}
 
 
 def _as_column(value: Any, name: str, n: int, reward: str) -> list[Any]:
@@ -358,9 +364,12 @@ class DetectionReward:
             return out
         texts = [block_text(all_texts[k], "seg") or "" for k in keep]
         values = textmask.detection_rewards(
-            texts, [targets[k] for k in keep], self.grid, alpha=self.alpha,
+            texts,
+            [targets[k] for k in keep],
+            self.grid,
+            alpha=self.alpha,
             index_base=self.grid.index_base,
-        )  # fmt: skip
+        )
         for k, v in zip(keep, values.tolist(), strict=True):
             out[k] = v
         return out

@@ -245,7 +245,13 @@ def pretrain_vision(
         seconds=time.perf_counter() - t0,
     )
     info = {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(result).items()}
-    info = {**info, "out_dir": str(out), "learning_rate": learning_rate,
-            "batch_size": batch_size, "held_out_images": len(test), "seed": seed}  # fmt: skip
+    info = {
+        **info,
+        "out_dir": str(out),
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "held_out_images": len(test),
+        "seed": seed,
+    }
     (out / "vision_pretrain.json").write_text(json.dumps(info, indent=1) + "\n")
     return result

@@ -35,8 +35,9 @@ def memorize(
     ``prompts`` and ``probes`` are ``(image, question, options, reference)`` tuples as
     :meth:`Inspector.analyze` takes them; probes are checked but not trained on.
     """
-    insp = Inspector(model, processor, image_size=image_size, max_new_tokens=64,
-                     system_prompt=system_prompt)  # fmt: skip
+    insp = Inspector(
+        model, processor, image_size=image_size, max_new_tokens=64, system_prompt=system_prompt
+    )
     batches = []
     for image, question, options, reference in prompts:
         text, images, *_ = insp._prepare(image, question, options, reference)

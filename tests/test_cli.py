@@ -48,8 +48,13 @@ def test_round_trip_through_the_shell(tmp_path):
     text = subprocess.run(
         [*run, "encode", str(tmp_path / "m.png")], capture_output=True, text=True, check=True
     ).stdout
-    subprocess.run([*run, "decode", "-", "--shape", "64", "64", "--out", str(tmp_path / "d.png")],
-                   input=text, capture_output=True, text=True, check=True)  # fmt: skip
+    subprocess.run(
+        [*run, "decode", "-", "--shape", "64", "64", "--out", str(tmp_path / "d.png")],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     got = np.asarray(Image.open(tmp_path / "d.png")) > 0
     np.testing.assert_array_equal(got, textmask.unpatchify(textmask.patchify(m), (64, 64)))
 

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_smallest_demo_runs_to_its_report_and_resumes(tmp_path):
-    plan = DemoPlan.quick(vision_steps=3, sft_steps=4, grpo_steps=1, grpo_batch=4,
-                          mmad_limit=6, max_new_tokens=24, categories=("fabric",))  # fmt: skip
+    plan = DemoPlan.quick(
+        vision_steps=3,
+        sft_steps=4,
+        grpo_steps=1,
+        grpo_batch=4,
+        mmad_limit=6,
+        max_new_tokens=24,
+        categories=("fabric",),
+    )
     result = run_demo(tmp_path / "demo", plan)
     report = result.report.read_text()
     assert "| metric | untrained | sft | sft+grpo |" in report
@@ -81,8 +88,9 @@ def test_line_chart_axes_ticks_and_legend(tmp_path):
 
     from omniad_train.plots import COLORS, Chart, draw_line_chart, nice_ticks
 
-    chart = Chart((640, 360), xlim=(1, 7), ylim=(0, 1.7), xlabel="step", ylabel="reward",
-                  integer_x=True)  # fmt: skip
+    chart = Chart(
+        (640, 360), xlim=(1, 7), ylim=(0, 1.7), xlabel="step", ylabel="reward", integer_x=True
+    )
     assert chart.xticks == [0, 2, 4, 6, 8] and chart.yticks == [0, 0.5, 1, 1.5, 2]
     assert chart.xy(0, 0) == (chart.left, chart.bottom)  # the axes end at the outer ticks
     assert chart.xy(8, 2) == (chart.right, chart.top)
@@ -90,8 +98,12 @@ def test_line_chart_axes_ticks_and_legend(tmp_path):
     assert chart.image.getpixel((int(x), (chart.top + chart.bottom) // 2)) == (232, 232, 232)
     path = draw_line_chart(
         {"format": [(1, 0.2), (7, 1.0)], "total": [(1, 0.5), (7, 1.7)]},
-        tmp_path / "r.png", title="rewards", xlabel="step", ylabel="reward", integer_x=True,
-    )  # fmt: skip
+        tmp_path / "r.png",
+        title="rewards",
+        xlabel="step",
+        ylabel="reward",
+        integer_x=True,
+    )
     colours = {c for _, c in Image.open(path).convert("RGB").getcolors(1 << 20)}
     assert COLORS[0] in colours and COLORS[1] in colours  # both series and their swatches
     assert nice_ticks(0, 1.7) == [0, 0.5, 1, 1.5, 2]

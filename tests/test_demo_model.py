@@ -35,9 +35,17 @@ def held_out(tmp_path_factory):
     spec = json.loads((MODEL / "omniad.json").read_text())
     card = json.loads((MODEL / "demo_plan.json").read_text())
     root = tmp_path_factory.mktemp("heldout")
-    generate(root, split="test", seed=12345, n_train_good=1, n_test_good=3,
-             n_test_defect_per_type=2, image_size=spec["image_size"],
-             categories=card["categories"], progress=False)  # fmt: skip
+    generate(
+        root,
+        split="test",
+        seed=12345,
+        n_train_good=1,
+        n_test_good=3,
+        n_test_defect_per_type=2,
+        image_size=spec["image_size"],
+        categories=card["categories"],
+        progress=False,
+    )
     return root / "synth"
 
 
@@ -54,8 +62,11 @@ def test_omniad_inspect_without_model_uses_it(held_out, tmp_path):
     overlay = tmp_path / "overlay.png"
     proc = subprocess.run(
         [sys.executable, "-m", "omniad_core", "inspect", str(image), "--overlay", str(overlay)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "embedded demo model" in proc.stderr and "synthetic defects" in proc.stderr
     assert "--model" in proc.stderr  # says how to use real weights

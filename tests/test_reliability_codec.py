@@ -109,11 +109,24 @@ def test_a_shape_above_the_pixel_limit_is_refused_before_allocating(call):
 def test_the_cli_decode_of_an_overflowing_shape_is_one_error_line(tmp_path):
     out = tmp_path / "m.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "omniad_core", "decode", "(0, 0)", "--shape",
-         str(HUGE), "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "omniad_core",
+            "decode",
+            "(0, 0)",
+            "--shape",
+            str(HUGE),
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     # the CLI may refuse the shape itself (its image limit) or relay the codec's error

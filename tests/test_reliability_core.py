@@ -139,8 +139,13 @@ def test_constant_images_do_not_divide_by_zero(arr, value):
     assert (got == value).all()
 
 
-_BOUNDS = {np.uint16: (0, 65535), np.int32: (-(10**6), 10**7), np.int64: (-5, 10**9),
-           np.float32: (-1e6, 1e7), np.float64: (-2.0, 2.0)}  # fmt: skip
+_BOUNDS = {
+    np.uint16: (0, 65535),
+    np.int32: (-(10**6), 10**7),
+    np.int64: (-5, 10**9),
+    np.float32: (-1e6, 1e7),
+    np.float64: (-2.0, 2.0),
+}
 
 
 @given(
@@ -290,9 +295,18 @@ def runs_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "arg",
-    ["runs/omniad-7b", "./omniad-7b", "~/surely-no-such-folder-omniad", "/no/such/ckpt",
-     "a/b/c", "name/", "runs\\omniad", "my model", "../x"],
-)  # fmt: skip
+    [
+        "runs/omniad-7b",
+        "./omniad-7b",
+        "~/surely-no-such-folder-omniad",
+        "/no/such/ckpt",
+        "a/b/c",
+        "name/",
+        "runs\\omniad",
+        "my model",
+        "../x",
+    ],
+)
 def test_path_like_missing_models_fail_at_once(runs_dir, arg):
     from omniad_core.inspector import check_model_location
 
@@ -483,19 +497,38 @@ def test_inspect_overlay_bad_suffix_fails_before_the_model_loads(ckpt, tmp_path,
     (ckpt / "model.safetensors").unlink()  # loading would fail differently
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img.png")
     code, _, err = _run(
-        ["inspect", str(tmp_path / "img.png"), "--model", str(ckpt), "--overlay",
-         str(tmp_path / "o.notanimage")], capsys
-    )  # fmt: skip
+        [
+            "inspect",
+            str(tmp_path / "img.png"),
+            "--model",
+            str(ckpt),
+            "--overlay",
+            str(tmp_path / "o.notanimage"),
+        ],
+        capsys,
+    )
     assert code == 1 and "not an image format" in _one_line_error(err, "inspect")
 
 
 def test_huge_decode_shape_is_one_line_in_a_real_process(tmp_path):
     """It was a segfault: ``--shape 4611686018427387904 2``."""
     proc = subprocess.run(
-        [sys.executable, "-m", "omniad_core", "decode", "(0, 0)", "--shape",
-         "4611686018427387904", "2", "--out", str(tmp_path / "m.png")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "omniad_core",
+            "decode",
+            "(0, 0)",
+            "--shape",
+            "4611686018427387904",
+            "2",
+            "--out",
+            str(tmp_path / "m.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "pixels" in _one_line_error(proc.stderr, "decode")
     assert not (tmp_path / "m.png").exists()
@@ -507,8 +540,11 @@ def test_ctrl_c_in_inspect_is_a_short_message_and_130(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "omniad_core", "inspect", str(tmp_path / "img.png")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         first = proc.stderr.readline()  # "using the embedded demo model ..." then torch loads
         assert "demo model" in first

@@ -88,8 +88,15 @@ def test_reasoning_of_a_lt_and_100k_spaces_is_scanned_linearly():
     # The old pattern <\s*[/\\]?\s*(seg|think|answer)\s*> backtracked O(N^2) here:
     # 16,000 spaces took 13 s, so 100,000 would take minutes.
     spaces = " " * 100_000
-    fields = dict(id="a", image_id="a", image="x.png", question="Q?", options=["Yes", "No"],
-                  answer="A", type="Anomaly Discrimination")  # fmt: skip
+    fields = dict(
+        id="a",
+        image_id="a",
+        image="x.png",
+        question="Q?",
+        options=["Yes", "No"],
+        answer="A",
+        type="Anomaly Discrimination",
+    )
     ok = make_record("jsonl", "line 1", reasoning="<" + spaces + "x", **fields)
     assert isinstance(ok, Record) and ok.reasoning == "<" + spaces + "x"
     tagged = make_record(
@@ -105,9 +112,18 @@ _FRAGMENTS = ["<", ">", "/", "\\", " ", "\n", "\t", "seg", "THINK", "Answer", "x
 @settings(max_examples=300)
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=14).map("".join))
 def test_reasoning_tags_are_rejected_exactly_as_before(text):
-    rec = make_record("jsonl", "l", id="a", image_id="a", image="x.png", question="Q?",
-                      options=["Yes", "No"], answer="A", type="Anomaly Discrimination",
-                      reasoning="r " + text + " r")  # fmt: skip
+    rec = make_record(
+        "jsonl",
+        "l",
+        id="a",
+        image_id="a",
+        image="x.png",
+        question="Q?",
+        options=["Yes", "No"],
+        answer="A",
+        type="Anomaly Discrimination",
+        reasoning="r " + text + " r",
+    )
     assert isinstance(rec, Reject) == bool(_OLD_TAG.search(text))
 
 
@@ -477,8 +493,15 @@ def test_jsonl_paths_outside_need_allow_outside_root(tmp_path, secret):
     assert prepare_main(argv) == 0
     rejects = (tmp_path / "o1" / "rejects.jsonl").read_text().splitlines()
     assert len(rejects) == 5
-    argv = [str(tmp_path / "o2"), "--jsonl", str(path), "--image_size", str(IMG), "--quiet",
-            "--allow_outside_root"]  # fmt: skip
+    argv = [
+        str(tmp_path / "o2"),
+        "--jsonl",
+        str(path),
+        "--image_size",
+        str(IMG),
+        "--quiet",
+        "--allow_outside_root",
+    ]
     assert prepare_main(argv) == 0
     assert (tmp_path / "o2" / "rejects.jsonl").read_text() == ""
     manifest = json.loads((tmp_path / "o2" / "manifest.json").read_text())
@@ -524,8 +547,9 @@ def test_prepare_and_the_detection_runner_apply_the_same_rule(empty_mask_tree, t
     assert sum(i.record is not None for i in items) == 2
     for flag in (False, True):
         out = tmp_path / f"out{flag}"
-        prepare(out, mvtec_root=empty_mask_tree, image_size=IMG, location_questions=flag,
-                verbose=False)  # fmt: skip
+        prepare(
+            out, mvtec_root=empty_mask_tree, image_size=IMG, location_questions=flag, verbose=False
+        )
         (line,) = (out / "rejects.jsonl").read_text().splitlines()
         assert json.loads(line) == {"source": "mvtec", "record": EMPTY, "reason": reason}
 
@@ -582,8 +606,10 @@ def test_prepare_keeps_the_low_values_of_a_16_bit_mask(tmp_path):
     f[0, 0] = np.nan
     Image.fromarray(f).save(tmp_path / "b_mask.tif")
     base = {"question": "Is there any defect?", "options": ["Yes", "No"], "answer": "A"}
-    lines = [{**base, "image": "a.png", "mask": "a_mask.png"},
-             {**base, "image": "a.png", "mask": "b_mask.tif", "id": "nan"}]  # fmt: skip
+    lines = [
+        {**base, "image": "a.png", "mask": "a_mask.png"},
+        {**base, "image": "a.png", "mask": "b_mask.tif", "id": "nan"},
+    ]
     (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = tmp_path / "out"
     res = prepare(out, jsonl=tmp_path / "r.jsonl", image_size=IMG, verbose=False)

@@ -169,9 +169,16 @@ def test_quick_then_full_redoes_the_steps_the_plan_changed(tmp_path):
     _finish(tmp_path, DemoPlan.quick())
     decisions, lines = decide_steps(tmp_path, demo_steps(tmp_path, DemoPlan.full()))
     assert {d.name: d.action for d in decisions} == {
-        "data": "run", "prepare": "run", "build": "skip", "stage 0": "run", "sft": "run",
-        "sft+grpo": "run", "eval untrained": "run", "eval sft": "run", "eval sft+grpo": "run",
-    }  # fmt: skip
+        "data": "run",
+        "prepare": "run",
+        "build": "skip",
+        "stage 0": "run",
+        "sft": "run",
+        "sft+grpo": "run",
+        "eval untrained": "run",
+        "eval sft": "run",
+        "eval sft+grpo": "run",
+    }
     assert lines[0].startswith(
         'plan changed for data (categories ["fabric", "tile"] -> ["fabric", "leather", "tile", '
         '"wood"], train_good 4 -> 40, train_defects 3 -> 15, '
@@ -192,15 +199,24 @@ def test_quick_then_full_redoes_the_steps_the_plan_changed(tmp_path):
 @pytest.mark.parametrize(
     ("change", "line", "redone"),
     [
-        ({"grpo_steps": 3}, "plan changed for sft+grpo (grpo_steps 2 -> 3): redoing sft+grpo, "
-         "eval sft+grpo", {"sft+grpo", "eval sft+grpo"}),
-        ({"mmad_limit": 10}, "plan changed for eval untrained (mmad_limit 24 -> 10): redoing "
-         "eval untrained", {"eval untrained", "eval sft", "eval sft+grpo"}),
-        ({"vision_lr": 0.01}, "plan changed for stage 0 (vision_lr 0.001 -> 0.01): redoing "
-         "stage 0, sft, sft+grpo, eval untrained, eval sft, eval sft+grpo",
-         {"stage 0", "sft", "sft+grpo", "eval untrained", "eval sft", "eval sft+grpo"}),
+        (
+            {"grpo_steps": 3},
+            "plan changed for sft+grpo (grpo_steps 2 -> 3): redoing sft+grpo, eval sft+grpo",
+            {"sft+grpo", "eval sft+grpo"},
+        ),
+        (
+            {"mmad_limit": 10},
+            "plan changed for eval untrained (mmad_limit 24 -> 10): redoing eval untrained",
+            {"eval untrained", "eval sft", "eval sft+grpo"},
+        ),
+        (
+            {"vision_lr": 0.01},
+            "plan changed for stage 0 (vision_lr 0.001 -> 0.01): redoing "
+            "stage 0, sft, sft+grpo, eval untrained, eval sft, eval sft+grpo",
+            {"stage 0", "sft", "sft+grpo", "eval untrained", "eval sft", "eval sft+grpo"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_one_changed_setting_redoes_its_step_and_what_depends_on_it(tmp_path, change, line, redone):
     _finish(tmp_path, DemoPlan.quick())
     decisions, lines = decide_steps(tmp_path, demo_steps(tmp_path, DemoPlan.quick(**change)))
@@ -257,8 +273,15 @@ def test_demo_rerun_with_a_changed_plan_redoes_what_changed_then_overwrite(tmp_p
     from omniad_train.demo import run_demo
 
     out = tmp_path / "demo"
-    small = {"vision_steps": 3, "sft_steps": 4, "grpo_steps": 1, "grpo_batch": 4,
-             "mmad_limit": 6, "max_new_tokens": 24, "categories": ("fabric",)}  # fmt: skip
+    small = {
+        "vision_steps": 3,
+        "sft_steps": 4,
+        "grpo_steps": 1,
+        "grpo_batch": 4,
+        "mmad_limit": 6,
+        "max_new_tokens": 24,
+        "categories": ("fabric",),
+    }
     first = run_demo(out, DemoPlan.quick(**small))
     assert len(first.ran) == 9
     stage0, sft = (
@@ -268,8 +291,9 @@ def test_demo_rerun_with_a_changed_plan_redoes_what_changed_then_overwrite(tmp_p
     (out / "sft" / "checkpoint-4").mkdir()  # stale output of the old plan
     capsys.readouterr()
     # what crashed before: other generation settings for the evaluation folders
-    changed = DemoPlan.quick(**{**small, "sft_steps": 5, "grpo_steps": 2, "mmad_limit": 4,
-                                "max_new_tokens": 20})  # fmt: skip
+    changed = DemoPlan.quick(
+        **{**small, "sft_steps": 5, "grpo_steps": 2, "mmad_limit": 4, "max_new_tokens": 20}
+    )
     second = run_demo(out, changed)
     said = capsys.readouterr().out
     assert second.ran == ["sft", "sft+grpo", "eval untrained", "eval sft", "eval sft+grpo"]

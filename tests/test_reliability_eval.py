@@ -41,8 +41,12 @@ from omniad_train.evaluation.mmad import main as mmad_main  # noqa: E402
 
 PROMPT = "Find defects."
 N_QUESTIONS = 8  # 4 images x 2 questions
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-       "HF_HUB_OFFLINE": "1"}  # fmt: skip
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+}
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:
@@ -89,12 +93,20 @@ def _mmad(root: Path, n_images: int = 4) -> Path:
         _save(root / key, _rgb(40, 48, k))
         data[key] = {
             "conversation": [
-                {"Question": "Is there any defect in the object?",
-                 "Options": {"A": "Yes", "B": "No"}, "Answer": "B", "type": "Anomaly Detection"},
-                {"Question": "What object is this?", "Options": {"A": "cap", "B": "pcb"},
-                 "Answer": "A", "type": "Object Classification"},
+                {
+                    "Question": "Is there any defect in the object?",
+                    "Options": {"A": "Yes", "B": "No"},
+                    "Answer": "B",
+                    "type": "Anomaly Detection",
+                },
+                {
+                    "Question": "What object is this?",
+                    "Options": {"A": "cap", "B": "pcb"},
+                    "Answer": "A",
+                    "type": "Object Classification",
+                },
             ]
-        }  # fmt: skip
+        }
     (root / "mmad.json").write_text(json.dumps(data))
     return root / "mmad.json"
 
@@ -145,8 +157,10 @@ class _Holder:
         lock = results.with_name(f".{results.name}.lock")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _HOLD, str(lock)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
 
     def __enter__(self) -> _Holder:
@@ -169,8 +183,18 @@ def test_overwrite_is_refused_while_another_process_holds_the_run(
         with pytest.raises(RunLogLockedError, match="another process"):
             run_mmad(inspector, mmad_json, out=out, overwrite=True, progress=False)
         # the command line too, and with other settings (which --overwrite would discard)
-        argv = ["--model", str(ckpt), "--mmad_json", str(mmad_json), "--out", str(out),
-                "--max_new_tokens", "4", "--overwrite", "--no_progress"]  # fmt: skip
+        argv = [
+            "--model",
+            str(ckpt),
+            "--mmad_json",
+            str(mmad_json),
+            "--out",
+            str(out),
+            "--max_new_tokens",
+            "4",
+            "--overwrite",
+            "--no_progress",
+        ]
         assert mmad_main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: another process is writing")
@@ -187,8 +211,15 @@ def test_sharded_overwrite_does_not_delete_a_live_single_process_run(
     before = _snapshot(out)
     with _Holder(out / "results.jsonl"):
         with pytest.raises(RunLogLockedError, match="does not delete"):
-            run_mmad(inspector, mmad_json, out=out, shard_index=0, num_shards=2,
-                     overwrite=True, progress=False)  # fmt: skip
+            run_mmad(
+                inspector,
+                mmad_json,
+                out=out,
+                shard_index=0,
+                num_shards=2,
+                overwrite=True,
+                progress=False,
+            )
         assert _snapshot(out) == before
 
 
@@ -230,12 +261,25 @@ def test_overwrite_during_a_running_evaluation_keeps_its_results(ckpt, tmp_path,
     out = tmp_path / "run"
     first = subprocess.Popen(
         [sys.executable, "-c", _SLOW_RUN, str(ckpt), str(mmad_json), str(out)],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_lines(out / "results.jsonl", 2, first)
-        argv = ["--model", str(ckpt), "--mmad_json", str(mmad_json), "--out", str(out),
-                "--max_new_tokens", "4", "--overwrite", "--no_progress"]  # fmt: skip
+        argv = [
+            "--model",
+            str(ckpt),
+            "--mmad_json",
+            str(mmad_json),
+            "--out",
+            str(out),
+            "--max_new_tokens",
+            "4",
+            "--overwrite",
+            "--no_progress",
+        ]
         assert mmad_main(argv) == 1  # the second process is refused ...
         assert "another process" in capsys.readouterr().err
         stdout, stderr = first.communicate(timeout=300)
@@ -314,10 +358,13 @@ def test_detection_resume_redoes_invalid_lines(inspector, tmp_path, caplog):
     assert first.complete and first.n_items == 3
     results = out / "results.jsonl"
     old = _rewrite(results, {})
-    _rewrite(results, {
-        0: {**old[0], "pixel": [1, 2, 3]},  # not 4 counts
-        2: {**old[2], "pixel": [0, 0, 0, 1]},  # counts that do not cover the image
-    })  # fmt: skip
+    _rewrite(
+        results,
+        {
+            0: {**old[0], "pixel": [1, 2, 3]},  # not 4 counts
+            2: {**old[2], "pixel": [0, 0, 0, 1]},  # counts that do not cover the image
+        },
+    )
     caplog.set_level("WARNING", logger="omniad.evaluation")
     again = run_detection(inspector, roots, out, progress=False)
     assert again.complete and again.n_new == 2
@@ -332,13 +379,31 @@ def test_detection_resume_redoes_invalid_lines(inspector, tmp_path, caplog):
 def test_report_names_the_lines_it_cannot_use(tmp_path, caplog):
     out = tmp_path / "mmad"
     out.mkdir()
-    write_json(out / "run.json", {
-        "format": RUN_FORMAT, "kind": "mmad", "num_shards": 1, "created": "x",
-        "selection_sha256": "s", "fingerprint": {"shots": 0}, "config": {}, "report_options": {},
-    })  # fmt: skip
+    write_json(
+        out / "run.json",
+        {
+            "format": RUN_FORMAT,
+            "kind": "mmad",
+            "num_shards": 1,
+            "created": "x",
+            "selection_sha256": "s",
+            "fingerprint": {"shots": 0},
+            "config": {},
+            "report_options": {},
+        },
+    )
     write_json(out / "done.rank0.json", {"n_items": 3, "selection_sha256": "s"})
-    good = {"id": "q0", "index": 0, "status": "ok", "dataset": "D", "category": "c",
-            "type": "Object Classification", "normal": True, "gold": "A", "predicted": "A"}  # fmt: skip
+    good = {
+        "id": "q0",
+        "index": 0,
+        "status": "ok",
+        "dataset": "D",
+        "category": "c",
+        "type": "Object Classification",
+        "normal": True,
+        "gold": "A",
+        "predicted": "A",
+    }
     (out / "results.jsonl").write_text(
         json.dumps(good) + "\n" + json.dumps({"id": "q1"}) + "\nnot json\n"
     )
@@ -353,13 +418,34 @@ def test_report_names_the_lines_it_cannot_use(tmp_path, caplog):
 
 
 _OK_MMAD = {
-    "id": "q", "index": 0, "status": "ok", "dataset": "D", "category": "c", "image": "a.png",
-    "type": "Object Classification", "normal": True, "question": "What?",
-    "options": {"A": "cap", "B": "pcb"}, "gold": "A", "predicted": None, "correct": None,
-    "response": "...", "seg": "", "format_ok": False, "reference": None, "seconds": 0.5,
-}  # fmt: skip
-_SKIPPED = {"id": "s", "index": 1, "status": "skipped", "dataset": "D", "category": "c",
-            "skip_kind": "image", "reason": "cannot read"}  # fmt: skip
+    "id": "q",
+    "index": 0,
+    "status": "ok",
+    "dataset": "D",
+    "category": "c",
+    "image": "a.png",
+    "type": "Object Classification",
+    "normal": True,
+    "question": "What?",
+    "options": {"A": "cap", "B": "pcb"},
+    "gold": "A",
+    "predicted": None,
+    "correct": None,
+    "response": "...",
+    "seg": "",
+    "format_ok": False,
+    "reference": None,
+    "seconds": 0.5,
+}
+_SKIPPED = {
+    "id": "s",
+    "index": 1,
+    "status": "skipped",
+    "dataset": "D",
+    "category": "c",
+    "skip_kind": "image",
+    "reason": "cannot read",
+}
 
 
 @given(st.sampled_from(sorted(set(_OK_MMAD) - {"id"})))
@@ -401,8 +487,15 @@ def test_mistyped_model_path_is_one_error_and_leaves_nothing(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once (no network here)
     (tmp_path / "runs").mkdir()
     out = tmp_path / "runs" / "mmad"
-    argv = ["--mmad_json", str(mmad_json), "--out", str(out), "--max_new_tokens", "4",
-            "--no_progress"]  # fmt: skip
+    argv = [
+        "--mmad_json",
+        str(mmad_json),
+        "--out",
+        str(out),
+        "--max_new_tokens",
+        "4",
+        "--no_progress",
+    ]
     assert mmad_main(["--model", "runs/omniad-7b", *argv]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: ")
@@ -418,8 +511,15 @@ def test_a_model_that_fails_to_load_leaves_no_settings_behind(ckpt, mmad_json, t
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # no weights: the load fails
     out = tmp_path / "run"
-    argv = ["--mmad_json", str(mmad_json), "--out", str(out), "--max_new_tokens", "4",
-            "--no_progress"]  # fmt: skip
+    argv = [
+        "--mmad_json",
+        str(mmad_json),
+        "--out",
+        str(out),
+        "--max_new_tokens",
+        "4",
+        "--no_progress",
+    ]
     assert mmad_main(["--model", str(broken), *argv]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: ") and "safetensors" in err
@@ -460,8 +560,10 @@ def test_ctrl_c_says_what_is_saved_and_a_rerun_resumes(ckpt, mmad_json, tmp_path
         generation_kwargs={"stopping_criteria": StoppingCriteriaList([stop])},
     )
     try:
-        rc = run_cli(lambda: run_mmad(insp, mmad_json, out=out, batch_size=2, progress=False,
-                                      verbose=True), None)  # fmt: skip
+        rc = run_cli(
+            lambda: run_mmad(insp, mmad_json, out=out, batch_size=2, progress=False, verbose=True),
+            None,
+        )
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the command line")
     assert rc == EXIT_INTERRUPTED == 130 and stop.seen == stop.calls
@@ -489,9 +591,10 @@ def test_ctrl_c_before_anything_is_saved(ckpt, mmad_json, tmp_path):
         pass
 
     insp = Inspector.from_pretrained(
-        ckpt, max_new_tokens=8,
+        ckpt,
+        max_new_tokens=8,
         generation_kwargs={"stopping_criteria": StoppingCriteriaList([Stop(calls=1)])},
-    )  # fmt: skip
+    )
     with pytest.raises(EvalInterrupted) as info:
         run_mmad(insp, mmad_json, out=tmp_path / "run", batch_size=2, progress=False)
     assert (info.value.n_done, info.value.n_items) == (0, N_QUESTIONS)
@@ -502,11 +605,24 @@ def test_ctrl_c_before_anything_is_saved(ckpt, mmad_json, tmp_path):
 def test_sigint_during_a_cli_run(ckpt, tmp_path):
     mmad_json = _mmad(tmp_path / "data", n_images=8)  # 16 questions
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "omniad_train.evaluation", "mmad", "--model", str(ckpt),
-           "--mmad_json", str(mmad_json), "--out", str(out), "--batch_size", "1",
-           "--max_new_tokens", "600", "--no_progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "omniad_train.evaluation",
+        "mmad",
+        "--model",
+        str(ckpt),
+        "--mmad_json",
+        str(mmad_json),
+        "--out",
+        str(out),
+        "--batch_size",
+        "1",
+        "--max_new_tokens",
+        "600",
+        "--no_progress",
+    ]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_lines(out / "results.jsonl", 2, proc)
         proc.send_signal(signal.SIGINT)
@@ -547,9 +663,11 @@ def test_mmad_run_lists_bad_records_and_goes_on(inspector, tmp_path):
     assert report["counts"]["answered"] == 2 + 1  # the first image, and the good question
     skipped = {s["id"]: s for s in report["skipped"]}
     assert set(skipped) == {
-        f"mmad:{keys[1]}#0", f"mmad:{keys[1]}#1", f"mmad:{keys[2]}#0",
+        f"mmad:{keys[1]}#0",
+        f"mmad:{keys[1]}#1",
+        f"mmad:{keys[2]}#0",
         "mmad:Alpha/cap/test/good/999.png",
-    }  # fmt: skip
+    }
     assert all(s["kind"] == "input" for s in skipped.values())
     assert "similar_templates" in skipped[f"mmad:{keys[1]}#0"]["reason"]
     assert "Reasoning" in skipped[f"mmad:{keys[2]}#0"]["reason"]

@@ -122,7 +122,10 @@ def test_an_override_wins_and_a_spec_is_read_from_a_loaded_models_folder(tmp_pat
     save_spec(path, grid=(6, 4), image_size=56, system_prompt=None)
     insp = Inspector(path)
     assert (insp.grid.shape, insp.image_size, insp.system_prompt) == ((6, 4), 56, None)
-    assert insp.settings.source == {"grid": "omniad.json", "image_size": "omniad.json",
-                                    "system_prompt": "omniad.json"}  # fmt: skip
+    assert insp.settings.source == {
+        "grid": "omniad.json",
+        "image_size": "omniad.json",
+        "system_prompt": "omniad.json",
+    }
     again = Inspector(insp.model, insp.processor, image_size=None, system_prompt="Look.")
     assert (again.grid.shape, again.image_size, again.system_prompt) == ((6, 4), None, "Look.")

@@ -285,9 +285,24 @@ def test_regenerate_replaces_own_output_but_not_foreign_data(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = [str(out), "--categories", "screw,pcb", "--n_train_good", "1", "--n_test_good", "1",
-            "--n_test_defect_per_type", "1", "--image_size", "64", "--workers", "1",
-            "--no_progress", "--seed", "2"]  # fmt: skip
+    argv = [
+        str(out),
+        "--categories",
+        "screw,pcb",
+        "--n_train_good",
+        "1",
+        "--n_test_good",
+        "1",
+        "--n_test_defect_per_type",
+        "1",
+        "--image_size",
+        "64",
+        "--workers",
+        "1",
+        "--no_progress",
+        "--seed",
+        "2",
+    ]
     assert synthetic_main(argv) == 0
     assert "images" in capsys.readouterr().out
     assert (out / "synth" / "pcb" / "test" / "missing" / "000.png").is_file()

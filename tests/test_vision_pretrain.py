@@ -22,11 +22,20 @@ from omniad_train.vision_pretrain import pretrain_vision, token_labels  # noqa: 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("vp")
-    generate(base / "data", split="train", n_train_good=2, n_test_good=3,
-             n_test_defect_per_type=2, categories=("tile",), image_size=112, progress=False)  # fmt: skip
+    generate(
+        base / "data",
+        split="train",
+        n_train_good=2,
+        n_test_good=3,
+        n_test_defect_per_type=2,
+        categories=("tile",),
+        image_size=112,
+        progress=False,
+    )
     out = base / "prepared"
-    prepare(out, mvtec_root=base / "data" / "synth_train", image_size=112, grid=8, seed=0,
-            verbose=False)  # fmt: skip
+    prepare(
+        out, mvtec_root=base / "data" / "synth_train", image_size=112, grid=8, seed=0, verbose=False
+    )
     return out
 
 
@@ -49,8 +58,15 @@ def test_trains_the_tower_only_and_saves_a_loadable_checkpoint(prepared, tmp_pat
     torch.set_num_threads(1)
     model = build_tiny_qwen2_5_vl(tmp_path / "m", TinyConfig.test(max_pixels=28 * 28 * 16))
     before = load_file(str(model / "model.safetensors"))
-    result = pretrain_vision(model, prepared, tmp_path / "out", steps=30, learning_rate=3e-3,
-                             batch_size=4, progress=False)  # fmt: skip
+    result = pretrain_vision(
+        model,
+        prepared,
+        tmp_path / "out",
+        steps=30,
+        learning_rate=3e-3,
+        batch_size=4,
+        progress=False,
+    )
     after = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert set(after) == set(before)  # the heads are not saved
     tower = [k for k in before if ".visual." in f".{k}"]
@@ -72,6 +88,14 @@ def test_the_demo_tower_learns_where_its_tokens_are(prepared, tmp_path):
     """With the demo preset, stage 0 teaches positions a rotary-only tower does not have."""
     torch.set_num_threads(1)
     model = build_tiny_qwen2_5_vl(tmp_path / "m", TinyConfig.demo())
-    result = pretrain_vision(model, prepared, tmp_path / "out", steps=150, learning_rate=2e-3,
-                             batch_size=4, held_out=0.3, progress=False)  # fmt: skip
+    result = pretrain_vision(
+        model,
+        prepared,
+        tmp_path / "out",
+        steps=150,
+        learning_rate=2e-3,
+        batch_size=4,
+        held_out=0.3,
+        progress=False,
+    )
     assert result.position_accuracy > 0.35  # 4x4 tokens at 112 px: chance is 0.25

@@ -41,14 +41,28 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     )
     src = p.add_argument_group("sources (give at least one)")
     src.add_argument("--mmad_json", type=Path, help="MMAD's mmad.json")
-    src.add_argument("--image_root", type=Path,
-                     help="folder MMAD's image, mask and template paths are relative to (default: the folder of mmad.json)")  # fmt: skip
-    src.add_argument("--mvtec_root", type=Path, action="append",
-                     help="MVTec-style folder <category>/{train/good,test/<defect>,ground_truth/<defect>}; repeatable")  # fmt: skip
-    src.add_argument("--jsonl", type=Path, action="append",
-                     help="generic JSONL of records (see docs/data.md); repeatable")  # fmt: skip
-    src.add_argument("--allow_outside_root", action="store_true",
-                     help="JSONL lines may name absolute paths and paths outside the JSONL file's folder (default: such lines are rejected)")  # fmt: skip
+    src.add_argument(
+        "--image_root",
+        type=Path,
+        help="folder MMAD's image, mask and template paths are relative to (default: the folder of mmad.json)",
+    )
+    src.add_argument(
+        "--mvtec_root",
+        type=Path,
+        action="append",
+        help="MVTec-style folder <category>/{train/good,test/<defect>,ground_truth/<defect>}; repeatable",
+    )
+    src.add_argument(
+        "--jsonl",
+        type=Path,
+        action="append",
+        help="generic JSONL of records (see docs/data.md); repeatable",
+    )
+    src.add_argument(
+        "--allow_outside_root",
+        action="store_true",
+        help="JSONL lines may name absolute paths and paths outside the JSONL file's folder (default: such lines are rejected)",
+    )
     fmt = p.add_argument_group("format")
     fmt.add_argument(
         "--grid",
@@ -63,19 +77,35 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
         default=512,
         help="images are resized to this square size (default 512)",
     )
-    fmt.add_argument("--shots", type=int, choices=(0, 1), default=0,
-                     help="1: prompts start with a normal reference image of the same category (default 0)")  # fmt: skip
-    fmt.add_argument("--reference_from", choices=("similar", "random"), default="similar",
-                     help="MMAD 1-shot reference: first of similar_templates or random_templates (default similar)")  # fmt: skip
+    fmt.add_argument(
+        "--shots",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: prompts start with a normal reference image of the same category (default 0)",
+    )
+    fmt.add_argument(
+        "--reference_from",
+        choices=("similar", "random"),
+        default="similar",
+        help="MMAD 1-shot reference: first of similar_templates or random_templates (default similar)",
+    )
     sp = fmt.add_mutually_exclusive_group()
     sp.add_argument("--system_prompt", help="system prompt text (default: the paper's prompt)")
     sp.add_argument("--system_prompt_file", type=Path, help="read the system prompt from this file")
     sp.add_argument("--no_system_prompt", action="store_true", help="prompts without a system turn")
-    fmt.add_argument("--no_location_questions", action="store_true",
-                     help="MVTec-style folders: only the defect question, no 'Where is the defect located?'")  # fmt: skip
+    fmt.add_argument(
+        "--no_location_questions",
+        action="store_true",
+        help="MVTec-style folders: only the defect question, no 'Where is the defect located?'",
+    )
     sel = p.add_argument_group("selection")
-    sel.add_argument("--eval_fraction", type=float, default=0.0,
-                     help="fraction of images in a 'test' split, by image (default 0: train only)")  # fmt: skip
+    sel.add_argument(
+        "--eval_fraction",
+        type=float,
+        default=0.0,
+        help="fraction of images in a 'test' split, by image (default 0: train only)",
+    )
     sel.add_argument(
         "--seed",
         type=int,
@@ -84,8 +114,11 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     )
     sel.add_argument("--max_records", type=int, help="stop after this many records (quick trials)")
     run = p.add_argument_group("run")
-    run.add_argument("--overwrite", action="store_true",
-                     help="delete an earlier run's outputs and work folder first (default: reuse them)")  # fmt: skip
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run's outputs and work folder first (default: reuse them)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
     return p
 

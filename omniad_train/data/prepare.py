@@ -267,8 +267,11 @@ def _check_sources(
         root = Path(image_root) if image_root is not None else mj.parent
         if not root.is_dir():
             raise PrepareError(f"image_root: no folder at {str(root)!r}; pass MMAD's image folder")
-        args = {"mmad_json": os.path.abspath(mj), "image_root": os.path.abspath(root),
-                "reference_from": reference_from}  # fmt: skip
+        args = {
+            "mmad_json": os.path.abspath(mj),
+            "image_root": os.path.abspath(root),
+            "reference_from": reference_from,
+        }
         sources.append({"kind": "mmad", "args": {"kind": "mmad", **args}})
     elif image_root is not None:
         raise PrepareError("image_root is the folder of MMAD's images; pass mmad_json with it")
@@ -332,8 +335,9 @@ def _read_sources(
             if src["kind"] == "mmad":
                 it = iter_mmad(a["mmad_json"], a["image_root"], reference_from=a["reference_from"])
             elif src["kind"] == "mvtec":
-                it = iter_mvtec(a["root"], location_questions=location_questions, seed=seed,
-                                mask_info=mask_info)  # fmt: skip
+                it = iter_mvtec(
+                    a["root"], location_questions=location_questions, seed=seed, mask_info=mask_info
+                )
             else:
                 it = iter_jsonl(a["path"], allow_outside_root=a.get("allow_outside_root", False))
             for item in tqdm(it, desc=f"reading {src['kind']}", unit=" rec", disable=not verbose):

@@ -107,9 +107,14 @@ def _row(rec: Record, cache: WorkCache, g: textmask.Grid, cfg: dict[str, Any]) -
     )
     prompt, order = split_images(messages)
     reasoning = rec.reasoning or template_reasoning(
-        info, anomalous=rec.anomalous, type=rec.type, options=rec.options, answer=rec.answer,
-        seed=cfg["seed"], key=rec.id,
-    )  # fmt: skip
+        info,
+        anomalous=rec.anomalous,
+        type=rec.type,
+        options=rec.options,
+        answer=rec.answer,
+        seed=cfg["seed"],
+        key=rec.id,
+    )
     target = sft_target(seg, reasoning, rec.answer)
     return {
         "id": rec.id,

@@ -403,8 +403,14 @@ def iter_mvtec(
             f"no category folder with a test/ subfolder under {str(base)!r}; expected "
             "<category>/test/<defect>/*.png (MVTec layout)"
         )
-    ctx = _MVTec(top=top, root_real=real_root(base), name=name, seed=seed,
-                 location_questions=location_questions, describe=describe)  # fmt: skip
+    ctx = _MVTec(
+        top=top,
+        root_real=real_root(base),
+        name=name,
+        seed=seed,
+        location_questions=location_questions,
+        describe=describe,
+    )
     for cat in categories:
         try:
             train_good = [

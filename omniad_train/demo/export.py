@@ -14,10 +14,17 @@ __all__ = ["MODEL_FILES", "export_model"]
 
 #: The files of a checkpoint :func:`export_model` copies (those that exist).
 MODEL_FILES = (
-    "model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-    "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
-    "preprocessor_config.json", "special_tokens_map.json", "omniad.json",
-)  # fmt: skip
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "omniad.json",
+)
 
 
 def export_model(result: DemoResult, dest: str | Path) -> Path:

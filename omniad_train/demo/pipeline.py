@@ -61,9 +61,18 @@ class DemoResult:
 
 
 def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
-    args = {"output_dir": str(out), "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
-            "report_to": "none", "logging_steps": 5, "save_strategy": "no", "seed": plan.seed,
-            "per_device_train_batch_size": plan.batch, "dataloader_num_workers": 0}  # fmt: skip
+    args = {
+        "output_dir": str(out),
+        "use_cpu": True,
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "report_to": "none",
+        "logging_steps": 5,
+        "save_strategy": "no",
+        "seed": plan.seed,
+        "per_device_train_batch_size": plan.batch,
+        "dataloader_num_workers": 0,
+    }
     return cls(**{**args, **kw})
 
 
@@ -80,25 +89,49 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
 
     def script() -> Any:
         return OmniADScriptArguments(
-            dataset_path=str(prepared), grid=plan.grid, image_size=plan.image_size,
+            dataset_path=str(prepared),
+            grid=plan.grid,
+            image_size=plan.image_size,
             freeze_vision_tower=plan.freeze_vision,
-        )  # fmt: skip
+        )
 
     def data(folder: Path) -> None:
         say("1/7 generating synthetic images")
-        gen = {"image_size": plan.image_size, "seed": plan.seed, "categories": plan.categories,
-               "progress": True}  # fmt: skip
-        generate(folder / "train", split="train", n_train_good=plan.train_good,
-                 n_test_good=plan.train_good, n_test_defect_per_type=plan.train_defects,
-                 **gen)  # fmt: skip
-        generate(folder / "test", split="test", n_train_good=2, n_test_good=plan.test_good,
-                 n_test_defect_per_type=plan.test_defects, **gen)  # fmt: skip
+        gen = {
+            "image_size": plan.image_size,
+            "seed": plan.seed,
+            "categories": plan.categories,
+            "progress": True,
+        }
+        generate(
+            folder / "train",
+            split="train",
+            n_train_good=plan.train_good,
+            n_test_good=plan.train_good,
+            n_test_defect_per_type=plan.train_defects,
+            **gen,
+        )
+        generate(
+            folder / "test",
+            split="test",
+            n_train_good=2,
+            n_test_good=plan.test_good,
+            n_test_defect_per_type=plan.test_defects,
+            **gen,
+        )
 
     def prep(folder: Path) -> None:
         say("2/7 preparing SFT and GRPO datasets")
-        prepare(folder, mmad_json=train_root / "mmad.json", image_root=train_root,
-                mvtec_root=train_root / "synth_train", image_size=plan.image_size,
-                grid=plan.grid, seed=plan.seed, verbose=False)  # fmt: skip
+        prepare(
+            folder,
+            mmad_json=train_root / "mmad.json",
+            image_root=train_root,
+            mvtec_root=train_root / "synth_train",
+            image_size=plan.image_size,
+            grid=plan.grid,
+            seed=plan.seed,
+            verbose=False,
+        )
 
     def build(folder: Path) -> None:
         say("3/7 building the demo model")
@@ -107,22 +140,37 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
     def vision(folder: Path) -> None:
         if plan.vision_steps:
             say(f"4/7 vision stage 0, {plan.vision_steps} steps")
-            pretrain_vision(built, prepared, folder, steps=plan.vision_steps,
-                            learning_rate=plan.vision_lr, seed=plan.seed)  # fmt: skip
+            pretrain_vision(
+                built,
+                prepared,
+                folder,
+                steps=plan.vision_steps,
+                learning_rate=plan.vision_lr,
+                seed=plan.seed,
+            )
         else:
-            shutil.copytree(built, folder, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(DONE))  # fmt: skip
+            shutil.copytree(built, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(DONE))
         save_spec(folder, grid=plan.grid, image_size=plan.image_size)
 
     def train_sft(folder: Path) -> None:
         from trl import ModelConfig, SFTConfig
 
         say(f"5/7 SFT, {plan.sft_steps} steps")
-        sft.main(script(), _train_args(SFTConfig, folder, plan, max_steps=plan.sft_steps,
-                                       learning_rate=plan.sft_lr, weight_decay=0.03,
-                                       lr_scheduler_type="cosine", warmup_steps=0.05,
-                                       max_length=2048),
-                 ModelConfig(model_name_or_path=str(models["untrained"])))  # fmt: skip
+        sft.main(
+            script(),
+            _train_args(
+                SFTConfig,
+                folder,
+                plan,
+                max_steps=plan.sft_steps,
+                learning_rate=plan.sft_lr,
+                weight_decay=0.03,
+                lr_scheduler_type="cosine",
+                warmup_steps=0.05,
+                max_length=2048,
+            ),
+            ModelConfig(model_name_or_path=str(models["untrained"])),
+        )
 
     def train_grpo(folder: Path) -> None:
         from trl import GRPOConfig, ModelConfig
@@ -133,39 +181,72 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
         )
         trainer = grpo.main(
             script(),
-            _train_args(GRPOConfig, folder, plan, max_steps=plan.grpo_steps,
-                        learning_rate=plan.grpo_lr, weight_decay=0.1,
-                        num_generations=plan.generations, temperature=plan.temperature,
-                        beta=plan.kl_beta,
-                        per_device_train_batch_size=plan.grpo_batch,
-                        max_completion_length=plan.max_new_tokens, logging_steps=1),
+            _train_args(
+                GRPOConfig,
+                folder,
+                plan,
+                max_steps=plan.grpo_steps,
+                learning_rate=plan.grpo_lr,
+                weight_decay=0.1,
+                num_generations=plan.generations,
+                temperature=plan.temperature,
+                beta=plan.kl_beta,
+                per_device_train_batch_size=plan.grpo_batch,
+                max_completion_length=plan.max_new_tokens,
+                logging_steps=1,
+            ),
             ModelConfig(model_name_or_path=str(models["sft"])),
-        )  # fmt: skip
+        )
         history = [h for h in trainer.state.log_history if "reward" in h]
         (folder / "reward_history.json").write_text(json.dumps(history, indent=1))
 
     def evaluate(stage: str) -> Callable[[Path], None]:
         def run(folder: Path) -> None:
             say(f"7/7 evaluating the {stage} model")
-            kw = {"batch_size": plan.batch, "max_new_tokens": plan.max_new_tokens,
-                  "image_size": plan.image_size, "grid": plan.grid, "progress": True}  # fmt: skip
+            kw = {
+                "batch_size": plan.batch,
+                "max_new_tokens": plan.max_new_tokens,
+                "image_size": plan.image_size,
+                "grid": plan.grid,
+                "progress": True,
+            }
             path = models[stage]
-            det = run_detection(path, test_root / "synth", folder / "detection", save_masks=8,
-                                **kw)  # fmt: skip
-            mm = run_mmad(path, test_root / "mmad.json", test_root, folder / "mmad",
-                          limit=plan.mmad_limit, **kw)  # fmt: skip
+            det = run_detection(path, test_root / "synth", folder / "detection", save_masks=8, **kw)
+            mm = run_mmad(
+                path,
+                test_root / "mmad.json",
+                test_root,
+                folder / "mmad",
+                limit=plan.mmad_limit,
+                **kw,
+            )
             metrics = summarize_reports(det.report or {}, mm.report or {})
             metrics.update(mean_detection_reward(det.results))
             write_json(folder / "metrics.json", metrics_to_json(metrics))
 
         return run
 
-    data_keys = ("image_size", "seed", "categories", "train_good", "train_defects",
-                 "test_good", "test_defects")  # fmt: skip
+    data_keys = (
+        "image_size",
+        "seed",
+        "categories",
+        "train_good",
+        "train_defects",
+        "test_good",
+        "test_defects",
+    )
     vision_keys = ("vision_steps", "vision_lr")
     sft_keys = ("sft_steps", "sft_lr", "batch", "freeze_vision")
-    grpo_keys = ("grpo_steps", "grpo_lr", "generations", "grpo_batch", "temperature",
-                 "kl_beta", "max_new_tokens", "freeze_vision")  # fmt: skip
+    grpo_keys = (
+        "grpo_steps",
+        "grpo_lr",
+        "generations",
+        "grpo_batch",
+        "temperature",
+        "kl_beta",
+        "max_new_tokens",
+        "freeze_vision",
+    )
     eval_keys = ("batch", "max_new_tokens", "image_size", "grid", "mmad_limit")
     steps = [
         Step("data", "data", _settings(plan, *data_keys), data),
@@ -192,8 +273,16 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
     upstream = {"untrained": "stage 0", "sft": "sft", "sft+grpo": "sft+grpo"}
     for stage in STAGES:
         folder = f"eval/{stage.replace('+', '_')}"
-        steps.append(Step(f"eval {stage}", folder, _settings(plan, *eval_keys),
-                          evaluate(stage), (upstream[stage], "data"), resumable=True))  # fmt: skip
+        steps.append(
+            Step(
+                f"eval {stage}",
+                folder,
+                _settings(plan, *eval_keys),
+                evaluate(stage),
+                (upstream[stage], "data"),
+                resumable=True,
+            )
+        )
     return steps
 
 
@@ -221,9 +310,15 @@ def run_demo(
     plan = plan or DemoPlan.full()
     steps = demo_steps(out, plan)
     ran, took = run_steps(out, steps)
-    seconds = {"data": took["data"], "prepare": took["prepare"], "build": took["build"],
-               "vision": took["stage 0"], "sft": took["sft"], "grpo": took["sft+grpo"],
-               "evaluate": sum(took[f"eval {s}"] for s in STAGES)}  # fmt: skip
+    seconds = {
+        "data": took["data"],
+        "prepare": took["prepare"],
+        "build": took["build"],
+        "vision": took["stage 0"],
+        "sft": took["sft"],
+        "grpo": took["sft+grpo"],
+        "evaluate": sum(took[f"eval {s}"] for s in STAGES),
+    }
     models = {"untrained": out / "model-start", "sft": out / "sft", "sft+grpo": out / "grpo"}
     metrics = {
         stage: metrics_from_json(read_json(out / "eval" / stage.replace("+", "_") / "metrics.json"))

@@ -57,10 +57,19 @@ class DemoPlan:
         (3, ('fabric', 'tile'))
         """
         base = {
-            "train_good": 4, "train_defects": 3, "test_good": 1, "test_defects": 1,
-            "vision_steps": 60, "sft_steps": 100, "sft_lr": 3e-3, "grpo_steps": 2, "generations": 4,
+            "train_good": 4,
+            "train_defects": 3,
+            "test_good": 1,
+            "test_defects": 1,
+            "vision_steps": 60,
+            "sft_steps": 100,
+            "sft_lr": 3e-3,
+            "grpo_steps": 2,
+            "generations": 4,
             "grpo_batch": 8,
-            "max_new_tokens": 160, "mmad_limit": 24, "categories": ("fabric", "tile"),
-        }  # fmt: skip
+            "max_new_tokens": 160,
+            "mmad_limit": 24,
+            "categories": ("fabric", "tile"),
+        }
         base.update(kw)
         return cls(**base)

@@ -129,8 +129,18 @@ def write_report(
             dst = out / "overlays" / f"{p.parent.name}_{p.name}"
             shutil.copyfile(p, dst)
             lines.append(f"![{p.stem}](overlays/{dst.name})")
-    lines += ["", "## Run", "", "```json", json.dumps({"plan": plan.__dict__, "seconds":
-              {k: round(v, 1) for k, v in seconds.items()}}, indent=1), "```", ""]  # fmt: skip
+    lines += [
+        "",
+        "## Run",
+        "",
+        "```json",
+        json.dumps(
+            {"plan": plan.__dict__, "seconds": {k: round(v, 1) for k, v in seconds.items()}},
+            indent=1,
+        ),
+        "```",
+        "",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     shown = {stage: {k.label: v for k, v in m.items()} for stage, m in metrics.items()}

@@ -41,9 +41,19 @@ DEMO_FORMAT = "omniad-demo/1"
 DONE = "DONE"
 # Everything a demo writes at the top of its folder (what ``overwrite`` deletes).
 DEMO_ENTRIES = (
-    "data", "prepared", "model-built", "model-start", "sft", "grpo", "eval", "overlays",
-    "report.md", "report.json", "grpo_rewards.png", DEMO_FILE,
-)  # fmt: skip
+    "data",
+    "prepared",
+    "model-built",
+    "model-start",
+    "sft",
+    "grpo",
+    "eval",
+    "overlays",
+    "report.md",
+    "report.json",
+    "grpo_rewards.png",
+    DEMO_FILE,
+)
 
 # Step folders of runs made before ``omniad-demo.json`` existed (each had a ``DONE``).
 _LEGACY_STEP_FOLDERS = ("data", "model-start", "sft", "grpo")
@@ -315,9 +325,12 @@ def claim_folder(out: Path, overwrite: bool = False) -> None:
         raise DemoError(
             f"{str(out)!r} is not empty and is not an omniad demo folder (no {DEMO_FILE}); "
             "give a new or empty folder with --out"
-            + ("; --overwrite deletes only a demo folder's files, nothing was deleted"
-               if overwrite else "")
-        )  # fmt: skip
+            + (
+                "; --overwrite deletes only a demo folder's files, nothing was deleted"
+                if overwrite
+                else ""
+            )
+        )
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for name in DEMO_ENTRIES:

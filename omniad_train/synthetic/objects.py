@@ -211,10 +211,14 @@ def _pads(p: Part) -> list[tuple[float, float, float, float]]:
                 out.append((side * (p.half_h + pin * 0.7), du, pin, pitch * 0.28))
         return out
     if p.kind == "electrolytic capacitor":
-        return [(0, -p.half_w * 0.75, p.half_h * 0.25, p.half_w * 0.35),
-                (0, p.half_w * 0.75, p.half_h * 0.25, p.half_w * 0.35)]  # fmt: skip
-    return [(0, -p.half_w * 0.85, p.half_h * 1.15, p.half_w * 0.3),
-            (0, p.half_w * 0.85, p.half_h * 1.15, p.half_w * 0.3)]  # fmt: skip
+        return [
+            (0, -p.half_w * 0.75, p.half_h * 0.25, p.half_w * 0.35),
+            (0, p.half_w * 0.75, p.half_h * 0.25, p.half_w * 0.35),
+        ]
+    return [
+        (0, -p.half_w * 0.85, p.half_h * 1.15, p.half_w * 0.3),
+        (0, p.half_w * 0.85, p.half_h * 1.15, p.half_w * 0.3),
+    ]
 
 
 def _disc(alpha: np.ndarray, cy: float, cx: float, r: float) -> None:
@@ -255,8 +259,9 @@ def _box_local(u, v, du, dv, hu, hv, r: float) -> np.ndarray:
     return np.clip(0.5 - sd, 0.0, 1.0).astype(F32)
 
 
-def _pad_alpha(p: Part, u: np.ndarray, v: np.ndarray, off: float, grow_v: float, grow_u: float,
-               r: float) -> np.ndarray:  # fmt: skip
+def _pad_alpha(
+    p: Part, u: np.ndarray, v: np.ndarray, off: float, grow_v: float, grow_u: float, r: float
+) -> np.ndarray:
     """Coverage of the part's pads (scaled), in one pass for the periodic chip pins."""
     pads = _pads(p)
     if p.kind == "chip":
@@ -264,8 +269,9 @@ def _pad_alpha(p: Part, u: np.ndarray, v: np.ndarray, off: float, grow_v: float,
         pitch = 2 * p.half_w / pins
         k = np.clip(np.floor((u + p.half_w) / pitch), 0, pins - 1)
         dv, _, hv, hu = pads[pins]  # the +v side; the -v side mirrors it
-        return _box_local(u, np.abs(v), -p.half_w + pitch * (k + 0.5), dv * off, hu * grow_u,
-                          hv * grow_v, r)  # fmt: skip
+        return _box_local(
+            u, np.abs(v), -p.half_w + pitch * (k + 0.5), dv * off, hu * grow_u, hv * grow_v, r
+        )
     out = np.zeros(u.shape, F32)
     for dv, du, hv, hu in pads:
         np.maximum(out, _box_local(u, v, du, dv * off, hu * grow_u, hv * grow_v, r), out=out)
@@ -399,8 +405,9 @@ def pcb(rng: np.random.Generator, n: int) -> Scene:
         y0, y1, x0, x1 = _window(p, n, ext + 3)
         wy, wx = _frame(y0, y1, x0, x1)
         outer = box_alpha(wy, wx, p.cy, p.cx, p.half_h + ext, p.half_w + gap, p.angle, 1.0)
-        inner_a = box_alpha(wy, wx, p.cy, p.cx, p.half_h + ext - line, p.half_w + gap - line,
-                            p.angle, 1.0)  # fmt: skip
+        inner_a = box_alpha(
+            wy, wx, p.cy, p.cx, p.half_h + ext - line, p.half_w + gap - line, p.angle, 1.0
+        )
         np.maximum(silk[y0:y1, x0:x1], np.clip(outer - inner_a, 0, 1), out=silk[y0:y1, x0:x1])
     base = mix(base, rgb(0.88, 0.88, 0.84), silk * 0.85)
     for p in parts:

@@ -78,16 +78,28 @@ _NEAR = {
 
 # Object Structure questions: scene attribute -> (question, every possible answer)
 _STRUCTURE: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "fabric": ("weave", "What weave pattern does the fabric have?",
-               ("plain weave", "twill weave", "satin weave", "knitted loops")),
-    "metal": ("brushing", "In which direction is the metal brushed?",
-              ("horizontal", "vertical", "diagonal", "in circles")),
-    "wood": ("grain", "In which direction does the wood grain run?",
-             ("horizontal", "vertical", "diagonal", "in circles")),
-    "screw": ("head", "On which side of the image is the head of the screw?",
-              ("left", "right", "top", "bottom")),
+    "fabric": (
+        "weave",
+        "What weave pattern does the fabric have?",
+        ("plain weave", "twill weave", "satin weave", "knitted loops"),
+    ),
+    "metal": (
+        "brushing",
+        "In which direction is the metal brushed?",
+        ("horizontal", "vertical", "diagonal", "in circles"),
+    ),
+    "wood": (
+        "grain",
+        "In which direction does the wood grain run?",
+        ("horizontal", "vertical", "diagonal", "in circles"),
+    ),
+    "screw": (
+        "head",
+        "On which side of the image is the head of the screw?",
+        ("left", "right", "top", "bottom"),
+    ),
     "pill": ("shape", "What shape is the pill?", ("round", "oval", "square", "triangular")),
-}  # fmt: skip
+}
 
 
 def _choice(

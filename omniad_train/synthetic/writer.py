@@ -383,10 +383,19 @@ def build_parser(prog: str = "omniad-train synth") -> argparse.ArgumentParser:
         default=5,
         help="test/good images per category (default 5)",
     )
-    p.add_argument("--n_test_defect_per_type", type=int, metavar="N", default=5,
-                   help="test images per defect type and category (default 5)")  # fmt: skip
-    p.add_argument("--categories", default=None, metavar="LIST",
-                   help="comma-separated categories (default: all; see --list)")  # fmt: skip
+    p.add_argument(
+        "--n_test_defect_per_type",
+        type=int,
+        metavar="N",
+        default=5,
+        help="test images per defect type and category (default 5)",
+    )
+    p.add_argument(
+        "--categories",
+        default=None,
+        metavar="LIST",
+        help="comma-separated categories (default: all; see --list)",
+    )
     p.add_argument(
         "--image_size",
         type=int,
@@ -395,10 +404,18 @@ def build_parser(prog: str = "omniad-train synth") -> argparse.ArgumentParser:
         help="image side in pixels (default 256)",
     )
     p.add_argument("--seed", type=int, metavar="N", default=0, help="base seed (default 0)")
-    p.add_argument("--split", choices=("train", "test"), default="test",
-                   help="seed stream: 'train' images never equal 'test' ones (default test)")  # fmt: skip
-    p.add_argument("--dataset", default=None, metavar="NAME",
-                   help="dataset folder name (default synth, or synth_train for --split train)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="test",
+        help="seed stream: 'train' images never equal 'test' ones (default test)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="dataset folder name (default synth, or synth_train for --split train)",
+    )
     p.add_argument(
         "--templates",
         type=int,
