@@ -217,8 +217,11 @@ def verl_compute_score_batch(
     """veRL's batch reward manager form (plural argument names)."""
     solutions = _responses(_batch(solution_strs, "solution_strs"), "solution_strs")
     gts = _batch(ground_truths, "ground_truths")
-    cols = {"data_sources": _batch(data_sources, "data_sources"), "solution_strs": solutions,
-            "ground_truths": gts}  # fmt: skip
+    cols = {
+        "data_sources": _batch(data_sources, "data_sources"),
+        "solution_strs": solutions,
+        "ground_truths": gts,
+    }
     if extra_infos is not None:
         cols["extra_infos"] = _batch(extra_infos, "extra_infos")
     _same_length(**cols)
