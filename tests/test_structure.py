@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -414,3 +415,19 @@ def test_the_moved_tiny_builder_says_where_it_went():
     from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     assert callable(build_tiny_qwen2_5_vl) and TinyConfig.test().hidden_size > 0
+
+
+def test_the_repository_cites_only_its_own_files():
+    """Docs, code and reports point to docs/method.md and docs/format.md, never outside."""
+    outside = ["METHOD" + ".md", "FORMAT" + ".md", "STACK" + ".md", "shared" + "/spec"]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = []
+    for rel in tracked:
+        path = ROOT / rel
+        if path.suffix not in {".py", ".md", ".json", ".yaml", ".toml", ".txt", ".jinja"}:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{rel}: {name}" for name in outside if name in text]
+    assert not found, found
