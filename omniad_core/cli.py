@@ -239,8 +239,8 @@ def _plugins() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
 
 
-#: One-line help of the plugin commands this distribution registers (shown without
-#: importing them: loading ``demo`` would import torch).
+#: One-line help of the plugin commands this distribution registers, so ``omniad --help``
+#: lists them without loading a training-layer module.
 _KNOWN_PLUGINS = {"demo": "train and evaluate a small model on synthetic defects (--help)"}
 
 
