@@ -65,10 +65,12 @@ __all__ = [
     "QWEN_SPECIAL_TOKENS",
     "TinyConfig",
     "build_processor",
+    "build_release_shaped",
     "build_tiny_qwen2_5_vl",
     "build_tokenizer",
     "default_corpus",
     "load_tiny",
+    "qwen_chat_template",
     "qwen_processor_available",
     "train_bpe",
 ]
@@ -370,14 +372,14 @@ def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) 
         vision_start_token="<|vision_start|>",
         vision_end_token="<|vision_end|>",
     )
-    tokenizer.chat_template = _chat_template()
+    tokenizer.chat_template = qwen_chat_template()
     return tokenizer
 
 
 # --------------------------------------------------------------------------- processor
 
 
-def _chat_template() -> str:
+def qwen_chat_template() -> str:
     """The real Qwen2.5-VL chat template, as shipped inside the installed ``trl``."""
     return (
         importlib.resources.files("trl")
@@ -427,7 +429,7 @@ def build_processor(tokenizer: Any, config: TinyConfig | None = None, *, kind: s
             image_processor=Qwen2VLImageProcessor(**pixels),
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(),
-            chat_template=_chat_template(),
+            chat_template=qwen_chat_template(),
         )
     if kind == "image_only":
         from transformers import PaddleOCRVLProcessor, Qwen2VLImageProcessorPil
@@ -435,7 +437,7 @@ def build_processor(tokenizer: Any, config: TinyConfig | None = None, *, kind: s
         return PaddleOCRVLProcessor(
             image_processor=Qwen2VLImageProcessorPil(**pixels),
             tokenizer=tokenizer,
-            chat_template=_chat_template(),
+            chat_template=qwen_chat_template(),
         )
     raise ValueError(f"kind must be 'auto', 'qwen2_5_vl' or 'image_only', not {kind!r}")
 
@@ -553,6 +555,20 @@ def load_tiny(path: str | pathlib.Path) -> tuple[Any, Any]:
     model.eval()
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
+
+
+def build_release_shaped(path: str | pathlib.Path, *, seed: int = 0) -> pathlib.Path:
+    """A random, seeded tiny checkpoint folder shaped like the hub's Qwen2.5-VL-7B-Instruct.
+
+    Every file a loader reads as the release ships it (flat ``config.json`` with M-RoPE
+    ``rope_scaling``, sharded bf16 safetensors under the release's tensor names, a tokenizer
+    that pads on the right, sampling ``generation_config.json`` with repetition penalty 1.05,
+    the release's pixel budgets and chat template), the sizes scaled down; see
+    :mod:`omniad_train.tiny_release` for what is the release's and what is not.
+    """
+    from omniad_train.tiny_release import build_release_shaped as build
+
+    return build(path, seed=seed)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
