@@ -10,6 +10,10 @@ they prompt a checkpoint the same way.
 The checks (:func:`check_model_location`, :func:`check_checkpoint`,
 :func:`check_processor`) turn a mistyped path, a damaged safetensors file or missing
 processor files into one-line errors before torch is imported or weights load.
+
+:func:`use_left_padding`, :func:`image_pixel_budget` and :class:`MissingPackageError`
+serve :func:`omniad_core.inspector.load_processor`, which loads a checkpoint's processor
+the one way training and inference use it.
 """
 
 from __future__ import annotations
@@ -36,14 +40,18 @@ __all__ = [
     "SPEC_KEYS",
     "CheckpointError",
     "CheckpointSettings",
+    "MissingPackageError",
     "check_checkpoint",
     "check_model_location",
     "check_processor",
     "checkpoint_spec",
     "demo_model_path",
+    "image_pixel_budget",
     "load_spec",
     "resolve_settings",
     "save_spec",
+    "torchvision_hint",
+    "use_left_padding",
 ]
 
 #: File next to a checkpoint's weights describing how it reads and writes masks.
@@ -409,6 +417,61 @@ def check_processor(processor: Any, source: str) -> None:
         raise FileNotFoundError(f"{source} has a processor without a tokenizer; {fix}")
     if not (getattr(processor, "chat_template", None) or getattr(tok, "chat_template", None)):
         raise FileNotFoundError(f"{source} has no chat template (chat_template.jinja); {fix}")
+
+
+# --------------------------------------------------------------------- processor
+class MissingPackageError(ImportError):
+    """A package the checkpoint needs is not installed (the message says what to install)."""
+
+
+def torchvision_hint(torch_version: str | None = None, cuda: str | None = None) -> str:
+    """How to install the torchvision build that matches a torch build.
+
+    >>> torchvision_hint("2.13.0+cpu")  # doctest: +ELLIPSIS
+    "pip install 'torchvision==0.28.*' --index-url https://download.pytorch.org/whl/cpu (...)"
+    >>> torchvision_hint("2.13.0", cuda="12.8").split(" (")[0]
+    "pip install 'torchvision==0.28.*' --index-url https://download.pytorch.org/whl/cu128"
+    """
+    if torch_version is None:
+        import torch
+
+        torch_version, cuda = torch.__version__, torch.version.cuda
+    parts = torch_version.split("+")[0].split(".")
+    known = len(parts) > 1 and parts[0] == "2" and parts[1].isdigit()
+    spec = f"'torchvision==0.{int(parts[1]) + 15}.*'" if known else "torchvision"
+    index = f"cu{cuda.replace('.', '')}" if cuda else "cpu"
+    return (
+        f"pip install {spec} --index-url https://download.pytorch.org/whl/{index} (the build "
+        f"matching torch {torch_version}; on a GPU machine: pip install 'omniad[gpu]' after "
+        "your CUDA torch, see the README, 'On a GPU machine')"
+    )
+
+
+def use_left_padding(processor: Any) -> Any:
+    """Make ``processor`` (and its tokenizer) pad on the left; return it.
+
+    Decoder-only generation needs it, and so does TRL's GRPO: it left-pads the prompt ids
+    itself but takes ``mm_token_type_ids`` from the processor's own padded output, so a
+    right-padding tokenizer (as released) misplaces the image positions of every shorter
+    prompt in a batch.
+    """
+    tok = getattr(processor, "tokenizer", None)
+    for obj in (processor, tok):
+        if obj is not None and hasattr(obj, "padding_side"):
+            obj.padding_side = "left"
+    return processor
+
+
+def image_pixel_budget(image_size: int, factor: int = 28) -> int:
+    """Pixels of an ``image_size`` square after the processor rounds it to ``factor`` px.
+
+    Qwen2.5-VL gives one image token per 28 x 28 px (14-px patches merged 2 x 2):
+
+    >>> image_pixel_budget(512), image_pixel_budget(512) // 28**2, image_pixel_budget(672) // 28**2
+    (254016, 324, 576)
+    """
+    side = max(1, round(image_size / factor)) * factor
+    return side * side
 
 
 # --------------------------------------------------------------------- settings

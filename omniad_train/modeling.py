@@ -9,16 +9,18 @@ ones newer than it aside (``incomplete-checkpoint-N``), saying so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omniad_core.inspector import save_spec
+from omniad_core.inspector import load_processor, save_spec
 from omniad_core.prompts import SYSTEM_PROMPT
 from omniad_train.config import RecipeError
 
@@ -30,6 +32,8 @@ __all__ = [
     "last_checkpoint",
     "load_model_and_processor",
     "load_splits",
+    "merge_lora",
+    "resolve_attn_implementation",
     "resume_target",
     "save_final",
     "spec_callback",
@@ -38,17 +42,88 @@ __all__ = [
 ]
 
 
+def resolve_attn_implementation(
+    requested: str | None, *, flash_available: bool, cuda_available: bool
+) -> str:
+    """The attention kernel a recipe's ``attn_implementation`` means here.
+
+    Unset: ``sdpa`` (in torch, nothing to install). ``auto``: ``flash_attention_2`` when
+    the flash-attn package is importable and CUDA is present, else ``sdpa``.
+    ``flash_attention_2`` (or ``flash_attention_3``) without the package or without CUDA is
+    a :class:`~omniad_train.config.RecipeError` naming the install.  Any other value
+    (``eager``, ``sdpa``, ``flex_attention``, a kernels-hub name) passes through.
+
+    >>> resolve_attn_implementation(None, flash_available=False, cuda_available=True)
+    'sdpa'
+    >>> resolve_attn_implementation("auto", flash_available=True, cuda_available=True)
+    'flash_attention_2'
+    >>> resolve_attn_implementation("auto", flash_available=True, cuda_available=False)
+    'sdpa'
+    """
+    if requested in (None, ""):
+        return "sdpa"
+    if requested == "auto":
+        return "flash_attention_2" if flash_available and cuda_available else "sdpa"
+    if str(requested).startswith("flash_attention"):
+        if not flash_available:
+            raise RecipeError(
+                f"attn_implementation: {requested} needs the flash-attn package, which is not "
+                "installed; install a build matching your torch and CUDA (pip install flash-attn "
+                "--no-build-isolation) or set attn_implementation: sdpa (or auto: flash-attn "
+                "when it is installed)"
+            )
+        if not cuda_available:
+            raise RecipeError(
+                f"attn_implementation: {requested} runs on CUDA GPUs only and none is available; "
+                "set attn_implementation: sdpa (or auto)"
+            )
+    return str(requested)
+
+
+def _flash_attn_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def _join_deepspeed_group() -> None:
+    """Give DeepSpeed the process group before a ZeRO-3 load partitions the weights.
+
+    ``from_pretrained`` under ZeRO-3 runs ``deepspeed.zero.Init``, which counts the ranks
+    through DeepSpeed's own communication layer; on the CPU accelerate starts
+    ``torch.distributed`` (gloo) without it, so DeepSpeed would see one process and
+    reject the batch size.  A no-op unless ZeRO-3 is on and only torch's group exists.
+    """
+    if not _zero3_enabled():
+        return
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=dist.get_backend())
+
+
 def load_model_and_processor(
-    model_args: Any, training_args: Any, trust_remote_code: bool = False
+    model_args: Any,
+    training_args: Any,
+    trust_remote_code: bool = False,
+    *,
+    image_size: int | None = None,
 ) -> tuple[Any, Any]:
     """Load an image-text-to-text model (safetensors only) and its processor.
 
     ``model_args`` is TRL's ``ModelConfig`` (``model_name_or_path``, ``model_revision``,
-    ``dtype``, ``attn_implementation``); remote code runs only when the recipe sets
-    ``trust_remote_code: true``.
+    ``dtype``, ``attn_implementation``: see :func:`resolve_attn_implementation`); remote
+    code runs only when the recipe sets ``trust_remote_code: true``.  The processor is
+    :func:`omniad_core.inspector.load_processor`'s: it pads on the **left** whatever the
+    checkpoint says (TRL's GRPO reads ``mm_token_type_ids`` from the processor's own
+    padded output, next to prompt ids it left-pads itself), its image-token budget is
+    pinned to ``image_size`` (saved with every checkpoint), and a missing torchvision is
+    a :class:`~omniad_core.checkpoint.MissingPackageError` naming the install.  Both
+    are checked before any weight loads.
     """
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     name = model_args.model_name_or_path
     if not name:
@@ -63,6 +138,18 @@ def load_model_and_processor(
             f"no *.safetensors weights in {p}; this toolkit loads safetensors only "
             "(re-save with save_pretrained(..., safe_serialization=True))"
         )
+    attn = resolve_attn_implementation(
+        model_args.attn_implementation,
+        flash_available=_flash_attn_installed(),
+        cuda_available=torch.cuda.is_available(),
+    )
+    processor = load_processor(
+        name,
+        image_size=image_size,
+        trust_remote_code=bool(trust_remote_code),
+        revision=model_args.model_revision,
+    )
+    _join_deepspeed_group()
     dtype: Any = model_args.dtype
     if dtype in (None, "auto"):
         dtype = torch.bfloat16 if getattr(training_args, "bf16", False) else torch.float32
@@ -73,13 +160,9 @@ def load_model_and_processor(
         "use_safetensors": True,
         "trust_remote_code": bool(trust_remote_code),
         "revision": model_args.model_revision,
+        "attn_implementation": attn,
     }
-    if model_args.attn_implementation:
-        kwargs["attn_implementation"] = model_args.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
-    processor = AutoProcessor.from_pretrained(
-        name, trust_remote_code=bool(trust_remote_code), revision=model_args.model_revision
-    )
     return model, processor
 
 
@@ -312,26 +395,103 @@ def resume_target(training_args: Any) -> str | None:
     return str(path)
 
 
+def _zero3_enabled() -> bool:
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return bool(is_deepspeed_zero3_enabled())
+
+
+@contextlib.contextmanager
+def _plain_loading(training_args: Any) -> Iterator[None]:
+    """Let ``from_pretrained`` load a whole model in this process alone, even in a ZeRO-3
+    run (whose config would make it partition the weights across ranks: a collective call
+    the other ranks never join)."""
+    from transformers.integrations.deepspeed import (
+        set_hf_deepspeed_config,
+        unset_hf_deepspeed_config,
+    )
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        config = getattr(training_args, "hf_deepspeed_config", None)
+        if config is not None:
+            set_hf_deepspeed_config(config)
+
+
+def merge_lora(
+    base: str | os.PathLike[str],
+    adapter: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    dtype: Any = None,
+    trust_remote_code: bool = False,
+) -> Path:
+    """Merge a saved LoRA adapter into a fresh copy of its base model; save it to ``out``.
+
+    The merge step of a ZeRO-3 LoRA run (:func:`save_final` calls it on the main process):
+    there the trained model's weights are partitioned across the ranks, so merging it in
+    memory would merge fragments; the adapter saved by the trainer (gathered whole) and the
+    base checkpoint are complete.  Loads ``base`` on the CPU (``dtype``: the checkpoint's
+    own when None), applies ``adapter`` with PEFT, ``merge_and_unload()``, and writes
+    safetensors.  Also usable on its own, after any LoRA run.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(base),
+        dtype=dtype if dtype is not None else "auto",
+        device_map="cpu",
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    )
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(out), safe_serialization=True)
+    return Path(out)
+
+
 def save_final(
     trainer: Any, processor: Any, script_args: Any, spec: dict[str, Any] | None = None
 ) -> Path:
     """Save weights (safetensors), processor and ``omniad.json`` into ``output_dir``.
 
     A LoRA run keeps its adapter in ``output_dir/adapter`` and saves the merged model in
-    ``output_dir``, so the Inspector loads the result like any other checkpoint.
+    ``output_dir``, so the Inspector loads the result like any other checkpoint.  Under
+    DeepSpeed ZeRO-3 the trained weights are partitioned, so the merge is a separate step
+    on the main process (:func:`merge_lora`: the saved adapter into a fresh copy of the base
+    model, on the CPU), and the log says so; otherwise the trained model merges in memory.
     ``spec`` (from :func:`~omniad_train.config.dataset_spec`) is what ``omniad.json``
     records; without it, the recipe's grid and image size and the paper's prompt.
     """
     out = Path(trainer.args.output_dir)
     model = trainer.model
+    main = trainer.accelerator.is_main_process
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
-        trainer.save_model(str(out / "adapter"))
-        if trainer.accelerator.is_main_process:
-            merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
-            merged.save_pretrained(str(out), safe_serialization=True)
+        adapter = out / "adapter"
+        trainer.save_model(str(adapter))  # every rank: ZeRO-3 gathers the adapter here
+        unwrapped = trainer.accelerator.unwrap_model(model)
+        if _zero3_enabled():
+            trainer.accelerator.wait_for_everyone()  # the adapter is on disk
+            if main:
+                base = unwrapped.peft_config["default"].base_model_name_or_path
+                log.warning(
+                    "ZeRO-3 partitions the trained weights, so the LoRA adapter is merged in a "
+                    "separate step: %s into a fresh copy of %s on the CPU, saved to %s",
+                    adapter, base, out,
+                )  # fmt: skip
+                with _plain_loading(trainer.args):
+                    merge_lora(base, adapter, out, dtype=unwrapped.dtype,
+                               trust_remote_code=bool(trainer.args.trust_remote_code))  # fmt: skip
+        elif main:
+            unwrapped.merge_and_unload().save_pretrained(str(out), safe_serialization=True)
     else:
         trainer.save_model(str(out))
-    if trainer.accelerator.is_main_process:
+    if main:
         processor.save_pretrained(out)
         write_spec(out, script_args, spec)
     return out
@@ -392,8 +552,9 @@ def train_and_save(
     """
     from trl import get_peft_config
 
+    size = spec["image_size"] if spec else getattr(script_args, "image_size", None)
     model, processor = load_model_and_processor(
-        model_args, training_args, training_args.trust_remote_code
+        model_args, training_args, training_args.trust_remote_code, image_size=size
     )
     if getattr(script_args, "freeze_vision_tower", False):
         freeze_vision_tower(model)

@@ -69,7 +69,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="checkpoint folder (safetensors) or hub id")
     g.add_argument("--device", help="e.g. cpu, cuda:0 (default: cuda:LOCAL_RANK if available)")
-    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default float32")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="default bfloat16 on CUDA, float32 on CPU",
+    )
     g.add_argument("--max_new_tokens", "--max-new-tokens", type=_positive, help="default 512")
     g.add_argument(
         "--grid",

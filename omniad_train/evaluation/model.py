@@ -19,7 +19,7 @@ from omniad_core.checkpoint import (
     checkpoint_spec,
     resolve_settings,
 )
-from omniad_core.inspector import Inspector
+from omniad_core.inspector import GREEDY, Inspector, default_placement
 from omniad_train.evaluation.runfiles import sha256_text
 
 __all__ = ["DEFAULT_SETTINGS", "check_model", "default_device", "load_inspector", "model_settings"]
@@ -44,10 +44,11 @@ def model_settings(model: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     an :class:`~omniad_core.Inspector`.
     """
     if isinstance(model, Inspector):
-        gen = {
+        gen = {  # the pins every Inspector applies (GREEDY) are implied, as for a path
             k: v
             for k, v in model.generation_kwargs.items()
-            if isinstance(v, (int, float, str, bool)) and v is not None
+            if isinstance(v, (int, float, str, bool))
+            and not (k in GREEDY and k != "do_sample" and GREEDY[k] == v)
         }
         name = getattr(getattr(model.model, "config", None), "_name_or_path", None)
         if name and Path(name).exists():
@@ -99,17 +100,24 @@ def check_model(model: Any) -> None:
         check_model_location(model)
 
 
-def default_device() -> str | None:
-    """``cuda:$LOCAL_RANK`` when CUDA is available, else None (the Inspector's default)."""
+def default_device() -> str:
+    """``cuda:$LOCAL_RANK`` when CUDA is available (one shard per GPU), else ``cpu``:
+    :func:`omniad_core.inspector.default_placement` with this machine's flags."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
-    return None
+    try:
+        rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    except ValueError:
+        rank = 0
+    return default_placement(cuda_available=torch.cuda.is_available(), local_rank=rank)[0]
 
 
 def load_inspector(model: Any, overrides: dict[str, Any], device: str | None = None) -> Any:
-    """An Inspector: ``model`` itself, or loaded from a checkpoint path with ``overrides``."""
+    """An Inspector: ``model`` itself, or loaded from a checkpoint path with ``overrides``.
+
+    Device and dtype default as :meth:`Inspector.from_pretrained`'s: straight onto
+    ``cuda:$LOCAL_RANK`` in bfloat16 when CUDA is available, the CPU in float32 otherwise.
+    """
     if isinstance(model, Inspector):
         return model
     import torch
@@ -121,6 +129,4 @@ def load_inspector(model: Any, overrides: dict[str, Any], device: str | None = N
             raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
         dtype = getattr(torch, dtype)
     log.info("loading %s", model)
-    return Inspector.from_pretrained(
-        model, device=device if device is not None else default_device(), dtype=dtype, **kwargs
-    )
+    return Inspector.from_pretrained(model, device=device, dtype=dtype, **kwargs)
