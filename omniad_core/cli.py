@@ -118,6 +118,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             check_output_path(args.overlay)
     except ImageError as exc:
         raise _Fail(str(exc)) from None
+    from omniad_core.checkpoint import MissingPackageError
     from omniad_core.inspector import CheckpointError, check_checkpoint, check_model_location
 
     demo = None
@@ -160,7 +161,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         kwargs["grid"] = _grid(args)
     try:
         insp = Inspector.from_pretrained(model, **kwargs)
-    except (OSError, ValueError, CheckpointError) as exc:
+    except (OSError, ValueError, CheckpointError, MissingPackageError) as exc:
         raise _Fail(f"cannot load the model from {model}: {exc}") from None
     try:
         result = insp.analyze(image, args.question, args.options or None, reference)

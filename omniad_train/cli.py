@@ -1,9 +1,10 @@
-"""``omniad-train prepare|synth|eval|sft|grpo|demo``: the training command line.
+"""``omniad-train prepare|synth|eval|plan|sft|grpo|demo``: the training command line.
 
 ``sft`` and ``grpo`` take ``--config RECIPE.yaml`` plus ``--key value`` overrides (any
 field of the recipe's dataclasses); ``prepare`` builds the datasets they read.  A bad
 recipe (unknown key, wrong type or range, a YAML tag, a missing file) is a one-line
-``error: ...`` and exit status 1, before any model loads.  Under
+``error: ...`` and exit status 1, before any model loads.  ``plan`` takes the same
+recipe and prints what it means on N GPUs (:mod:`omniad_train.planner.cli`).  Under
 ``accelerate launch`` or ``torchrun`` run ``python -m omniad_train sft ...``.
 """
 
@@ -14,11 +15,13 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_USAGE = """usage: omniad-train {prepare,synth,eval,sft,grpo,demo} [options]
+_USAGE = """usage: omniad-train {prepare,synth,eval,plan,sft,grpo,demo} [options]
 
   prepare   build SFT and GRPO datasets from MMAD, MVTec-style folders or JSONL
   synth     write synthetic defect images (MVTec folders + mmad.json)
   eval      evaluate a model: omniad-train eval {mmad,detection,merge} ...
+  plan      what a recipe means on N GPUs (batch, lengths, memory), before it runs:
+            omniad-train plan --config recipe.yaml --world_size 4 [--dataset DIR] [--json]
   sft       supervised fine-tuning:  omniad-train sft --config recipe.yaml
   grpo      GRPO with the three rewards:  omniad-train grpo --config recipe.yaml
   demo      the whole method on synthetic defects, end to end (also `omniad demo`)
@@ -45,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omniad_train.demo import demo_main
 
         return int(demo_main(rest))
+    if command == "plan":
+        from omniad_train.planner.cli import plan_main
+
+        return int(plan_main(rest))
     if command == "synth":
         from omniad_train.synthetic import synthetic_main
 

@@ -20,12 +20,14 @@ from omniad_train.config import (
     GRPO_COLUMNS,
     OmniADScriptArguments,
     RecipeError,
+    apply_defaults,
     check_args,
     check_dataset,
     dataset_spec,
     parse_recipe,
 )
 from omniad_train.modeling import load_splits, resume_target, train_and_save
+from omniad_train.planner.report import startup_checks
 
 __all__ = ["cli", "main", "rewards_for"]
 
@@ -62,6 +64,7 @@ def main(
     """
     from trl import GRPOTrainer
 
+    apply_defaults(script_args, training_args, model_args)
     check_args(script_args, training_args, model_args)
     folder = check_dataset(script_args, "grpo", GRPO_COLUMNS)  # before any model loads
     spec = dataset_spec(script_args)
@@ -72,6 +75,7 @@ def main(
             f"reward_weights has {len(weights)} entries for {len(funcs)} rewards "
             "(format, detection, answer); give one weight per reward"
         )
+    startup_checks(script_args, training_args, model_args, "grpo")  # batch, lengths, packages
     resume = resume_target(training_args)
     train, evaluation = load_splits(script_args, folder)
     training_args.remove_unused_columns = False  # the rewards read mask, answer, options

@@ -105,8 +105,9 @@ class Rule:
                 "choice": "one of " + ", ".join(repr(c) for c in self.choices),
                 "strs": "a string or a list of strings",
                 "weights": "a list of finite numbers, not all zero",
-                "attn": "eager, sdpa, flash_attention_2 (or another transformers attention "
-                "implementation) or a hub kernel 'org/name'",
+                "attn": "auto (flash_attention_2 when flash-attn is installed and CUDA is "
+                "present, else sdpa), sdpa, eager, flash_attention_2 (or another transformers "
+                "attention implementation) or a hub kernel 'org/name'",
             }[self.kind]
         return what + (", or null" if self.none else "")
 
@@ -154,6 +155,8 @@ SCRIPT_RULES: dict[str, Rule] = {
     "dataset_train_split": Rule("str"),
     "dataset_test_split": Rule("str", none=True),
     "max_train_samples": Rule.integer(1, none=True),
+    "global_batch_size": Rule.integer(1, none=True),
+    "max_per_device_batch": Rule.integer(1, none=True),
     "grid": Rule.integer(1, 4096),
     "image_size": Rule.integer(28),
     "freeze_vision_tower": _BOOL,
@@ -190,12 +193,14 @@ TRAINING_RULES: dict[str, Rule] = {
     "fp16": _BOOL,
     "gradient_checkpointing": _BOOL,
     "trust_remote_code": _BOOL,
+    "save_only_model": _BOOL,
     # SFT
     "max_length": Rule.integer(1, none=True),
     # GRPO
     "num_generations": Rule.integer(2),
     "num_generations_eval": Rule.integer(1, none=True),
     "max_completion_length": Rule.integer(1, none=True),
+    "mask_truncated_completions": _BOOL,
     "temperature": Rule.number(0, open_lo=True),
     "top_p": Rule.number(0, 1, open_lo=True),
     "top_k": Rule.integer(0, none=True),
@@ -237,7 +242,7 @@ _KERNEL = re.compile(r"^[\w.-]+/[\w.-]+(@[\w.-]+)?(:[\w.-]+)?$")
 
 
 def _attn_ok(name: str) -> bool:
-    if _KERNEL.match(name):  # a hub kernel, e.g. kernels-community/flash-attn
+    if name == "auto" or _KERNEL.match(name):  # auto: chosen at load time; or a hub kernel
         return True
     try:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS

@@ -40,6 +40,22 @@ class OmniADScriptArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training rows (quick runs)."}
     )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "The batch of one optimizer step, on any number of GPUs: samples for SFT, "
+            "completions for GRPO (prompts per step x num_generations). "
+            "per_device_train_batch_size and gradient_accumulation_steps are derived from it "
+            "and the world size (None: use them as given)."
+        },
+    )
+    max_per_device_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "Largest per-device batch the derivation from global_batch_size may pick "
+            "(a memory cap); the rest becomes gradient accumulation (None: no cap)."
+        },
+    )
     grid: int = field(
         default=24, metadata={"help": "Grid size; must equal the prepared data's grid."}
     )

@@ -18,12 +18,14 @@ from typing import Any
 from omniad_train.config import (
     SFT_COLUMNS,
     OmniADScriptArguments,
+    apply_defaults,
     check_args,
     check_dataset,
     dataset_spec,
     parse_recipe,
 )
 from omniad_train.modeling import load_splits, resume_target, train_and_save
+from omniad_train.planner.report import startup_checks
 
 __all__ = ["cli", "main"]
 
@@ -34,14 +36,18 @@ def main(script_args: OmniADScriptArguments, training_args: Any, model_args: Any
     """Run SFT; returns the trainer (after training and saving).
 
     Every check runs before any model loads: the arguments (:func:`check_args`), the
-    dataset against the recipe, the checkpoint to resume from.  Checkpoints record the
-    dataset's prompt spec (:func:`dataset_spec`) in their ``omniad.json``.
+    dataset against the recipe, the plan's checks (batch, lengths, packages, memory:
+    :func:`omniad_train.planner.report.startup_checks`; warnings are printed), the
+    checkpoint to resume from.  Checkpoints record the dataset's prompt spec
+    (:func:`dataset_spec`) in their ``omniad.json``.
     """
     from trl import SFTTrainer
 
+    apply_defaults(script_args, training_args, model_args)
     check_args(script_args, training_args, model_args)
     folder = check_dataset(script_args, "sft", SFT_COLUMNS)  # before any model loads
     spec = dataset_spec(script_args)
+    startup_checks(script_args, training_args, model_args, "sft")
     resume = resume_target(training_args)
     train, evaluation = load_splits(script_args, folder, SFT_COLUMNS)
     training_args.completion_only_loss = True
