@@ -213,7 +213,7 @@ def test_sft_and_grpo_run_the_plans_checks_before_any_weight_loads(
     assert code == 1
     lines = capsys.readouterr().err.splitlines()
     assert [x for x in lines if "error" in x] == [lines[-1]]  # one line, after the warnings
-    assert lines[-1].startswith("omniad-train sft: error: attn_implementation flash_attention_2")
+    assert lines[-1].startswith("omniad-train sft: error: attn_implementation: flash_attention_2")
     args = _run_args(model, prepared[512], tmp_path / "g", "--num_generations", "2",
                      "--global_batch_size", "2", "--max_completion_length", "8")  # fmt: skip
     with pytest.raises(FileNotFoundError, match="safetensors"):  # the checks passed; loading

@@ -11,7 +11,7 @@ probably not as meant) or a note (worth knowing).
 ...     zero_config(NS(deepspeed=None), None), f, flash=False)
 'flash_attention_2'
 >>> f.errors[0].split(",")[0]
-'attn_implementation flash_attention_2 needs the flash-attn package'
+'attn_implementation: flash_attention_2 needs the flash-attn package'
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from omniad_train.config import RecipeError
+from omniad_train.modeling import resolve_attn_implementation
 
 __all__ = ["Findings", "environment_checks", "zero_config"]
 
@@ -106,19 +109,23 @@ def zero_config(t: Any, override: int | None) -> dict[str, Any]:
 
 
 def _attention(m: Any, f: Findings, flash: bool, cuda: bool) -> str:
-    want = getattr(m, "attn_implementation", None) or "sdpa"
+    """The attention kernel the recipe means, by the loader's own rule.
+
+    A plan may be made on a machine without the job's GPUs, so a missing CUDA is not an
+    error here; a missing flash-attn package is (the job's environment is this one).
+    """
+    want = getattr(m, "attn_implementation", None)
+    try:
+        resolve_attn_implementation(want, flash_available=flash, cuda_available=True)
+    except RecipeError as exc:
+        f.error(str(exc))
+        return str(want)
+    got = resolve_attn_implementation(
+        want, flash_available=flash, cuda_available=cuda or want != "auto"
+    )
     if want == "auto":
-        got = "flash_attention_2" if flash and cuda else "sdpa"
         f.note(f"attn_implementation auto resolves to {got} here")
-        return got
-    if str(want).startswith("flash_attention") and not flash:
-        f.error(
-            f"attn_implementation {want} needs the flash-attn package, which is not "
-            "installed: install a build matching your torch and CUDA (pip install flash-attn "
-            "--no-build-isolation) or set attn_implementation: auto (flash-attn when "
-            "installed, else sdpa)"
-        )
-    return str(want)
+    return got
 
 
 def _lora(m: Any, zero: dict[str, Any], f: Findings) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omniad_core.checkpoint import image_pixel_budget as pinned_pixels
+
 __all__ = [
     "DEFAULT_REASONING_TOKENS",
     "MAX_ROWS",
@@ -41,16 +43,6 @@ __all__ = [
 DEFAULT_REASONING_TOKENS = 256
 #: Rows measured at most (evenly spaced over the split), so a plan stays quick.
 MAX_ROWS = 5000
-
-
-def pinned_pixels(image_size: int, factor: int = 28) -> int:
-    """Pixels of an ``image_size`` square once the processor rounds it to ``factor`` px.
-
-    The budget (``max_pixels``) training pins, so any input image costs at most as many
-    tokens as the prepared data's.
-    """
-    side = max(1, round(image_size / factor)) * factor
-    return side * side
 
 
 def saved_pixel_budget(image_processor: Any) -> tuple[int | None, int | None]:
