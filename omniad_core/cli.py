@@ -214,7 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--options", nargs="+", help="option texts, lettered A, B, ...")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
     sp.add_argument("--overlay", help="write the mask over the image to this PNG")
-    sp.add_argument("--max-new-tokens", type=int, default=512)
+    sp.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=1024,
+        help="generation budget (default 1024: a large 24x24 mask alone is 300-600 tokens)",
+    )
     grid_args(sp, None)
     sp.set_defaults(func=_cmd_inspect)
 

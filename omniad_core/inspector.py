@@ -252,7 +252,7 @@ class Inspector:
         grid: textmask.grid.GridLike | None = FROM_CHECKPOINT,
         image_size: int | None = FROM_CHECKPOINT,
         system_prompt: str | None = FROM_CHECKPOINT,
-        max_new_tokens: int = 512,
+        max_new_tokens: int = 1024,
         do_sample: bool = False,
         generation_kwargs: dict[str, Any] | None = None,
         layout: str = "lines",

@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in ("sft", "grpo"):
         print(f"omniad-train: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
         return 2
+    from omniad_core.checkpoint import MissingPackageError
     from omniad_train.config import RecipeError
 
     try:
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from omniad_train.grpo import cli
         cli(rest)
-    except (RecipeError, FileNotFoundError) as exc:
+    except (RecipeError, FileNotFoundError, MissingPackageError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the library wrote
         print(f"omniad-train {command}: error: {message}", file=sys.stderr)
         return 1

@@ -129,3 +129,24 @@ def test_an_override_wins_and_a_spec_is_read_from_a_loaded_models_folder(tmp_pat
     }
     again = Inspector(insp.model, insp.processor, image_size=None, system_prompt="Look.")
     assert (again.grid.shape, again.image_size, again.system_prompt) == ((6, 4), None, "Look.")
+
+
+def test_the_default_generation_budget_fits_two_crossing_cracks(release_ckpt):
+    """512 new tokens cut large masks; the default leaves room for the seg and a reasoning."""
+    import inspect
+
+    from transformers import AutoTokenizer
+
+    import textmask
+    from omniad_core import Inspector
+    from omniad_train.evaluation.model import DEFAULT_SETTINGS
+
+    mask = np.zeros((24, 24), bool)
+    mask[11:13, :] = mask[:, 11:13] = True  # two cracks, 2 cells wide, crossing the part
+    seg = textmask.encode(mask, 24)
+    tok = AutoTokenizer.from_pretrained(release_ckpt)
+    seg_tokens = len(tok(f"<seg>{seg}</seg>", add_special_tokens=False)["input_ids"])
+    budget = inspect.signature(Inspector).parameters["max_new_tokens"].default
+    assert budget == DEFAULT_SETTINGS["max_new_tokens"] >= 1024
+    assert seg_tokens > 512 - 200  # the old budget left almost nothing for the reasoning
+    assert budget - seg_tokens >= 400

@@ -74,7 +74,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         choices=("float32", "bfloat16", "float16"),
         help="default bfloat16 on CUDA, float32 on CPU",
     )
-    g.add_argument("--max_new_tokens", "--max-new-tokens", type=_positive, help="default 512")
+    g.add_argument("--max_new_tokens", "--max-new-tokens", type=_positive, help="default 1024")
     g.add_argument(
         "--grid",
         type=grid_arg,

@@ -30,7 +30,7 @@ log = logging.getLogger("omniad.evaluation")
 DEFAULT_SETTINGS = {
     "grid": DEFAULT_GRID,
     "image_size": DEFAULT_IMAGE_SIZE,
-    "max_new_tokens": 512,
+    "max_new_tokens": 1024,  # a large or fragmented 24x24 mask is 300-600 tokens
     "layout": "lines",
 }
 
