@@ -224,8 +224,13 @@ def inputs(tmp_path_factory):
     }
 
 
+#: The question types MVTec-style folders had before all five template types existed; the
+#: counts of these tests are of those (tests/test_templates.py covers the other types).
+LEGACY_TYPES = ("Anomaly Discrimination", "Defect Localization")
+
+
 def _run(out: Path, inputs: dict, **kw) -> prepare_module.PrepareResult:
-    args = {**inputs, "image_size": IMG, "verbose": False, **kw}
+    args = {**inputs, "image_size": IMG, "verbose": False, "question_types": LEGACY_TYPES, **kw}
     return prepare(out, **args)
 
 
@@ -692,6 +697,7 @@ def test_rewards_read_the_prepared_columns(full):
 # --------------------------------------------------------------------------- entry points
 def test_prepare_main_exit_codes_and_help(inputs, tmp_path, capsys):
     args = ["--mvtec_root", str(inputs["mvtec_root"]), "--image_size", str(IMG)]
+    args += ["--question_types", ",".join(LEGACY_TYPES)]
     assert prepare_main([str(tmp_path / "ok"), *args, "--quiet"]) == 0
     assert (tmp_path / "ok" / "grpo" / "dataset_dict.json").is_file()
     capsys.readouterr()

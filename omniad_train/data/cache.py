@@ -33,16 +33,17 @@ from typing import Any
 import numpy as np
 
 from omniad_core.images import ImageError, load_image, load_mask, max_image_pixels
+from omniad_train.data.masks import read_mask
 from omniad_train.data.reasoning import describe_mask
 from omniad_train.data.records import MaskInfo
-from omniad_train.data.sources import read_mask
 
 __all__ = ["ImageEntry", "MaskEntry", "RecordLog", "WorkCache", "digest", "fingerprint"]
 
 #: Bump when the resizing changes: cached images made the old way are redone.
 RESIZE_VERSION = "bicubic/2"  # 2: images wider than 8 bits are scaled by their range
-#: Bump when reading masks changes (2: raw values, floats > 0, NaN and 16-bit colour refused).
-MASK_VERSION = "raw/2"
+#: Bump when reading masks changes (2: raw values, floats > 0, NaN and 16-bit colour refused;
+#: 3: masks smaller than 48 px count their separate regions right).
+MASK_VERSION = "raw/3"
 
 
 def digest(*parts: Any) -> str:

@@ -9,8 +9,17 @@ from pathlib import Path
 
 from omniad_core.cli import grid_arg
 from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_train.data.templates import TEMPLATE_TYPES, parse_question_types
 
 __all__ = ["build_parser", "prepare_main"]
+
+
+def _types_arg(value: str) -> tuple[str, ...]:
+    try:
+        return parse_question_types(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 
 _EPILOG = """\
 examples:
@@ -18,7 +27,12 @@ examples:
   omniad-train prepare data/mmad --mmad_json /data/MMAD/mmad.json --shots 1
   omniad-train prepare data/mix --mvtec_root /data/visa_pytorch --mvtec_root /data/loco \\
       --jsonl extra.jsonl --max_records 2000
+  omniad-train prepare data/paper_sft --mvtec_root /data/mvtec_ad --visa_root /data/VisA \\
+      --mvtec_root /data/mvtec_loco --mvtec_root /data/mvtec_3d --max_per_category 1 \\
+      --mmad_json /data/MMAD/mmad.json --mmad_max_per_category 40
 
+Image folders get template questions of five MMAD types (--question_types); the table
+printed at the end counts images and QA pairs per source and type (also in manifest.json).
 Output: sft/ and grpo/ (datasets.load_from_disk), manifest.json, rejects.jsonl and the
 work folder .work/ that makes a re-run with the same arguments skip finished work.
 Exit status: 0 on success, 1 when an input is missing or nothing could be prepared.
@@ -30,7 +44,7 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Build the SFT and GRPO datasets of OmniAD from MMAD's mmad.json, "
-        "MVTec-style folders (MVTec AD, VisA, MVTec LOCO, ...) and generic JSONL files.",
+        "image folders (MVTec AD, VisA, MVTec LOCO, MVTec 3D-AD, ...) and generic JSONL files.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,17 +54,24 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
         help="folder to write sft/, grpo/, manifest.json, rejects.jsonl into",
     )
     src = p.add_argument_group("sources (give at least one)")
-    src.add_argument("--mmad_json", type=Path, help="MMAD's mmad.json")
+    src.add_argument("--mmad_json", type=Path, action="append", help="MMAD's mmad.json; repeatable")
     src.add_argument(
         "--image_root",
         type=Path,
-        help="folder MMAD's image, mask and template paths are relative to (default: the folder of mmad.json)",
+        action="append",
+        help="folder MMAD's image, mask and template paths are relative to (default: the folder of mmad.json); one, or one per --mmad_json",
     )
     src.add_argument(
         "--mvtec_root",
         type=Path,
         action="append",
-        help="MVTec-style folder <category>/{train/good,test/<defect>,ground_truth/<defect>}; repeatable",
+        help="image folder, layout detected: MVTec-style <category>/{train/good,test/<defect>,ground_truth/<defect>}, MVTec 3D-AD <category>/test/<defect>/{rgb,gt} or VisA's original layout; repeatable",
+    )
+    src.add_argument(
+        "--visa_root",
+        type=Path,
+        action="append",
+        help="VisA in its original layout (split_csv/1cls.csv, <object>/Data/{Images,Masks}); repeatable",
     )
     src.add_argument(
         "--jsonl",
@@ -95,9 +116,18 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     sp.add_argument("--system_prompt_file", type=Path, help="read the system prompt from this file")
     sp.add_argument("--no_system_prompt", action="store_true", help="prompts without a system turn")
     fmt.add_argument(
+        "--question_types",
+        type=_types_arg,
+        default=None,
+        metavar="TYPE,TYPE",
+        help="image folders: the template question types, comma-separated (default: all of "
+        + ", ".join(TEMPLATE_TYPES)
+        + ")",
+    )
+    fmt.add_argument(
         "--no_location_questions",
         action="store_true",
-        help="MVTec-style folders: only the defect question, no 'Where is the defect located?'",
+        help="image folders: no Defect Localization ('Where is the defect located?') questions",
     )
     sel = p.add_argument_group("selection")
     sel.add_argument(
@@ -111,6 +141,18 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="seed of splits, distractors, references, templates (default 0)",
+    )
+    sel.add_argument(
+        "--max_per_category",
+        type=int,
+        metavar="N",
+        help="image folders: at most N images per category, round-robin over the defect types (the paper's SFT mix: 1)",
+    )
+    sel.add_argument(
+        "--mmad_max_per_category",
+        type=int,
+        metavar="N",
+        help="MMAD: at most N images per dataset/category (default: all)",
     )
     sel.add_argument("--max_records", type=int, help="stop after this many records (quick trials)")
     run = p.add_argument_group("run")
@@ -147,6 +189,7 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
             mmad_json=args.mmad_json,
             image_root=args.image_root,
             mvtec_root=args.mvtec_root,
+            visa_root=args.visa_root,
             jsonl=args.jsonl,
             grid=args.grid,
             image_size=args.image_size,
@@ -156,6 +199,9 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
             eval_fraction=args.eval_fraction,
             seed=args.seed,
             location_questions=not args.no_location_questions,
+            question_types=args.question_types,
+            max_per_category=args.max_per_category,
+            mmad_max_per_category=args.mmad_max_per_category,
             max_records=args.max_records,
             allow_outside_root=args.allow_outside_root,
             overwrite=args.overwrite,

@@ -11,9 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from omniad_train.data.masks import mask_files_problem
 from omniad_train.data.paths import path_problem, real_root, safe_exists, safe_is_file
 from omniad_train.data.records import Record, Reject, field_problem, make_record, safe_text
-from omniad_train.data.sources import mask_files_problem
 
 __all__ = ["JSONL_FIELDS", "iter_jsonl"]
 

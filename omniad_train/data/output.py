@@ -16,7 +16,16 @@ from typing import Any
 
 from omniad_train.data.cache import WorkCache, digest, zero_mask_png
 
-__all__ = ["counts", "feature_names", "features", "split_rows", "up_to_date", "write_datasets"]
+__all__ = [
+    "counts",
+    "feature_names",
+    "features",
+    "source_summary",
+    "split_rows",
+    "summary_table",
+    "up_to_date",
+    "write_datasets",
+]
 
 
 def features(sft: bool) -> Any:
@@ -69,12 +78,77 @@ def _count(rows: list[dict[str, Any]]) -> dict[str, Any]:
             sorted(Counter(f"{r['dataset']}/{r['category']}" for r in rows).items())
         ),
         "by_type": dict(sorted(Counter(r["type"] for r in rows).items())),
+        "by_question_source": dict(
+            sorted(Counter(r.get("question_source", "dataset") for r in rows).items())
+        ),
     }
 
 
 def counts(by_split: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     every = [r for rows in by_split.values() for r in rows]
     return {"total": _count(every), "splits": {k: _count(v) for k, v in by_split.items()}}
+
+
+def source_summary(
+    sources: list[dict[str, Any]], entries: list[dict[str, Any]], origin: list[int]
+) -> list[dict[str, Any]]:
+    """Images, QA pairs (by type and by question source) and rejects of each source.
+
+    ``entries[k]`` (a row or a reject) came from ``sources[origin[k]]``; a source that
+    gave nothing is listed with zeros, never left out.
+    """
+    out = []
+    for k, src in enumerate(sources):
+        mine = [e for e, o in zip(entries, origin, strict=True) if o == k]
+        rows = [e["row"] for e in mine if "row" in e]
+        out.append(
+            {
+                "source": k,
+                "kind": src["kind"],
+                "input": src["args"].get("root")
+                or src["args"].get("mmad_json")
+                or src["args"].get("path"),
+                "images": len({r["image_id"] for r in rows}),
+                "qa_pairs": len(rows),
+                "rejects": sum(1 for e in mine if "reject" in e),
+                "by_type": dict(sorted(Counter(r["type"] for r in rows).items())),
+                "by_question_source": dict(
+                    sorted(Counter(r.get("question_source", "dataset") for r in rows).items())
+                ),
+            }
+        )
+    return out
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    """The per-source summary as a Markdown table (types as MMAD's column abbreviations).
+
+    >>> print(summary_table([{"kind": "mvtec", "input": "/d/mv", "images": 2, "qa_pairs": 5,
+    ...       "rejects": 1, "by_type": {"Anomaly Discrimination": 2, "Defect Localization": 3}}]))
+    | source | images | QA pairs | AD | DC | DL | DD | DA | OC | OA | rejects |
+    |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+    | mvtec /d/mv | 2 | 5 | 2 | 0 | 3 | 0 | 0 | 0 | 0 | 1 |
+    | **total** | 2 | 5 | 2 | 0 | 3 | 0 | 0 | 0 | 0 | 1 |
+    """
+    from omniad_core.metrics import MMAD_TYPES
+
+    abbr = ["".join(w[0] for w in t.split()) for t in MMAD_TYPES]
+    lines = [
+        f"| source | images | QA pairs | {' | '.join(abbr)} | rejects |",
+        "|---|--:|--:|" + "--:|" * len(abbr) + "--:|",
+    ]
+    total = {"images": 0, "qa_pairs": 0, "rejects": 0, **{t: 0 for t in MMAD_TYPES}}
+    for s in summary:
+        by_type = [s["by_type"].get(t, 0) for t in MMAD_TYPES]
+        cells = [s["images"], s["qa_pairs"], *by_type, s["rejects"]]
+        lines.append(f"| {s['kind']} {s['input']} | " + " | ".join(map(str, cells)) + " |")
+        for key in ("images", "qa_pairs", "rejects"):
+            total[key] += s[key]
+        for t, n in zip(MMAD_TYPES, by_type, strict=True):
+            total[t] += n
+    cells = [total["images"], total["qa_pairs"], *(total[t] for t in MMAD_TYPES), total["rejects"]]
+    lines.append("| **total** | " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
 
 
 def feature_names(sft: bool) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``prepare``: SFT and GRPO datasets from MMAD, MVTec-style folders and generic JSONL.
+"""``prepare``: SFT and GRPO datasets from MMAD, image folders and generic JSONL.
 
 The output folder holds ``sft/`` and ``grpo/`` (``datasets.DatasetDict`` saved with
 ``save_to_disk``, self-contained: image and mask bytes are stored inside),
@@ -29,18 +29,23 @@ from omniad_train.data.cache import (
     digest,
     write_atomic,
 )
+from omniad_train.data.folders import resolve_types
 from omniad_train.data.jsonl import iter_jsonl
 from omniad_train.data.output import (
     counts,
     feature_names,
+    source_summary,
     split_rows,
+    summary_table,
     up_to_date,
     write_datasets,
 )
 from omniad_train.data.reasoning import TEMPLATE_VERSION
 from omniad_train.data.records import Record, Reject
 from omniad_train.data.rows import process_record, record_key, usable
+from omniad_train.data.selection import per_category
 from omniad_train.data.sources import iter_mmad, iter_mvtec
+from omniad_train.data.templates import TEMPLATE_TYPES, QuestionWriter
 
 __all__ = ["PrepareError", "PrepareResult", "prepare"]
 
@@ -73,6 +78,12 @@ class PrepareResult:
     images_read: int = 0
     up_to_date: bool = False
     counts: dict[str, Any] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    skipped_questions: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self) -> str:
+        """Images and QA pairs per source and type (Markdown), as printed by ``prepare``."""
+        return summary_table(self.sources)
 
     def summary(self) -> str:
         split = ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
@@ -93,9 +104,10 @@ def _paths(value: PathsLike) -> list[Path]:
 def prepare(
     output_dir: PathLike,
     *,
-    mmad_json: PathLike | None = None,
-    image_root: PathLike | None = None,
+    mmad_json: PathsLike = None,
+    image_root: PathsLike = None,
     mvtec_root: PathsLike = None,
+    visa_root: PathsLike = None,
     jsonl: PathsLike = None,
     grid: textmask.grid.GridLike = 24,
     image_size: int = 512,
@@ -105,12 +117,25 @@ def prepare(
     eval_fraction: float = 0.0,
     seed: int = 0,
     location_questions: bool = True,
+    question_types: str | Sequence[str] | None = None,
+    max_per_category: int | None = None,
+    mmad_max_per_category: int | None = None,
     max_records: int | None = None,
     allow_outside_root: bool = False,
+    question_writers: Sequence[QuestionWriter] = (),
     overwrite: bool = False,
     verbose: bool = True,
 ) -> PrepareResult:
     """Build the SFT and GRPO datasets in ``output_dir``; see ``docs/data.md``.
+
+    Image folders (``mvtec_root``: any known layout; ``visa_root``: VisA's original
+    layout) get the template questions of ``question_types`` (default: all five types
+    of :data:`~omniad_train.data.templates.TEMPLATE_TYPES`; ``location_questions=False``
+    drops Defect Localization), then those of ``question_writers`` (e.g. a teacher
+    model; see :class:`~omniad_train.data.templates.QuestionWriter`).
+    ``max_per_category`` keeps at most that many images per category of each image
+    folder (``mmad_max_per_category``: of each MMAD file), round-robin over the defect
+    types; the paper's SFT mix takes one per category (see ``docs/data.md``).
 
     Bad records go to ``rejects.jsonl`` with a reason; a re-run with the same arguments
     reuses the work folder and, when nothing changed, leaves the datasets as they are.
@@ -132,13 +157,32 @@ def prepare(
     except textmask.TextMaskError as exc:
         raise PrepareError(f"bad grid: {exc}") from None
     _check_args(image_size, shots, reference_from, eval_fraction, max_records, seed)
-    mvtec_roots, jsonl_paths = _paths(mvtec_root), _paths(jsonl)
+    for name, v in (
+        ("max_per_category", max_per_category),
+        ("mmad_max_per_category", mmad_max_per_category),
+    ):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise PrepareError(f"{name} must be None or an integer >= 1, got {v!r}")
+    try:
+        types = resolve_types(question_types, location_questions, TEMPLATE_TYPES)
+    except ValueError as exc:
+        raise PrepareError(f"question_types: {exc}") from None
     if not isinstance(allow_outside_root, bool):
         raise PrepareError(f"allow_outside_root must be True or False, got {allow_outside_root!r}")
-    sources = _check_sources(mmad_json, image_root, mvtec_roots, jsonl_paths, reference_from)
+    folders = [(r, "auto") for r in _paths(mvtec_root)] + [(r, "visa") for r in _paths(visa_root)]
+    sources = _check_sources(
+        _paths(mmad_json), _paths(image_root), folders, _paths(jsonl), reference_from
+    )
     for src in sources:
-        if src["kind"] == "mvtec":
-            src["args"].update(location_questions=location_questions, seed=seed)
+        if src["kind"] in ("mvtec", "visa"):
+            src["args"].update(
+                location_questions=location_questions,
+                seed=seed,
+                question_types=list(types),
+                max_per_category=max_per_category,
+            )
+        elif src["kind"] == "mmad" and mmad_max_per_category is not None:
+            src["args"].update(max_per_category=mmad_max_per_category)
         elif src["kind"] == "jsonl" and allow_outside_root:
             src["args"].update(allow_outside_root=True)
     out = Path(output_dir)
@@ -155,21 +199,27 @@ def prepare(
         "rows": ROW_VERSION,
         "resize": RESIZE_VERSION,
         "masks": MASK_VERSION,
+        "writers": [f"{w.name}/{w.version}" for w in question_writers],
     }
-    items = _read_sources(sources, cache, seed, location_questions, max_records, verbose)
+    notes: list[dict[str, Any]] = []
+    items, origin, n_unselected = _read_sources(
+        sources, cache, seed, types, question_writers, notes, max_records, verbose
+    )
 
     entries, processed, reused = _process_all(items, cache, g, cfg, work, verbose)
+    table = source_summary(sources, entries, origin)
     rows = [e["row"] for e in entries if "row" in e]
     rejects = [e["reject"] for e in entries if "reject" in e]
     rejects_path = out / "rejects.jsonl"
     rejects_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
     if not rows:
         write_atomic(rejects_path, rejects_text.encode())
+        per_source = "; ".join(f"{s['kind']} {s['input']}: {s['rejects']} rejected" for s in table)
         raise PrepareError(
             f"nothing could be prepared: all {len(rejects):,} records were rejected, see "
-            f"{rejects_path}"
+            f"{rejects_path} ({per_source})"
             if rejects
-            else "nothing could be prepared: the sources hold no records"
+            else f"nothing could be prepared: the sources hold no records ({per_source})"
         )
     by_split = split_rows(rows, eval_fraction, seed)
     fp = digest(
@@ -194,6 +244,10 @@ def prepare(
             "seed": seed,
             "eval_fraction": eval_fraction,
             "location_questions": location_questions,
+            "question_types": list(types),
+            "question_writers": ["template/1", *cfg["writers"]],
+            "max_per_category": max_per_category,
+            "mmad_max_per_category": mmad_max_per_category,
             "max_records": max_records,
             "system_prompt": system_prompt,
             "system_prompt_sha256": hashlib.sha256((system_prompt or "").encode()).hexdigest(),
@@ -201,7 +255,10 @@ def prepare(
             "n_records": len(rows),
             "n_images": len({r["image_id"] for r in rows}),
             "n_rejects": len(rejects),
+            "n_unselected_images": n_unselected,
             "counts": tallies,
+            "summary": table,
+            "skipped_questions": notes,
             "columns": {k: feature_names(k == "sft") for k in ("sft", "grpo")},
             "fingerprint": fp,
         }
@@ -221,10 +278,24 @@ def prepare(
         images_read=cache.reads["image"],
         up_to_date=fresh,
         counts=tallies,
+        sources=table,
+        skipped_questions=notes,
     )
     if verbose:
+        print(result.table())
+        for note in _empty_sources(table):
+            print(note)
         print(result.summary() + (" (datasets already up to date)" if fresh else ""))
     return result
+
+
+def _empty_sources(table: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"warning: source {s['source']} ({s['kind']} {s['input']}) gave no record: "
+        f"{s['rejects']} rejected, see rejects.jsonl"
+        for s in table
+        if not s["qa_pairs"]
+    ]
 
 
 # --------------------------------------------------------------------------- checks
@@ -251,20 +322,26 @@ def _check_args(
 
 
 def _check_sources(
-    mmad_json: PathLike | None,
-    image_root: PathLike | None,
-    mvtec_roots: list[Path],
+    mmad_jsons: list[Path],
+    image_roots: list[Path],
+    folders: list[tuple[Path, str]],
     jsonl_paths: list[Path],
     reference_from: str,
 ) -> list[dict[str, Any]]:
     sources: list[dict[str, Any]] = []
-    if mmad_json is not None:
-        mj = Path(mmad_json)
+    if image_roots and not mmad_jsons:
+        raise PrepareError("image_root is the folder of MMAD's images; pass mmad_json with it")
+    if len(image_roots) > 1 and len(image_roots) != len(mmad_jsons):
+        raise PrepareError(
+            f"give one image_root for every mmad_json ({len(mmad_jsons)}), or a single one for "
+            f"all; got {len(image_roots)}"
+        )
+    for k, mj in enumerate(mmad_jsons):
         if not mj.is_file():
             raise PrepareError(
                 f"mmad_json: no file at {str(mj)!r}; pass the path of MMAD's mmad.json"
             )
-        root = Path(image_root) if image_root is not None else mj.parent
+        root = image_roots[k if len(image_roots) > 1 else 0] if image_roots else mj.parent
         if not root.is_dir():
             raise PrepareError(f"image_root: no folder at {str(root)!r}; pass MMAD's image folder")
         args = {
@@ -273,20 +350,23 @@ def _check_sources(
             "reference_from": reference_from,
         }
         sources.append({"kind": "mmad", "args": {"kind": "mmad", **args}})
-    elif image_root is not None:
-        raise PrepareError("image_root is the folder of MMAD's images; pass mmad_json with it")
-    for r in mvtec_roots:
+    for r, layout in folders:
+        kind = "visa" if layout == "visa" else "mvtec"
         if not r.is_dir():
             raise PrepareError(
-                f"mvtec_root: no folder at {str(r)!r}; pass an MVTec-style dataset folder"
+                f"{kind}_root: no folder at {str(r)!r}; pass "
+                + ("a VisA folder" if kind == "visa" else "a dataset folder (MVTec-style, ...)")
             )
-        sources.append({"kind": "mvtec", "args": {"kind": "mvtec", "root": os.path.abspath(r)}})
+        args = {"kind": kind, "root": os.path.abspath(r), "layout": layout}
+        sources.append({"kind": kind, "args": args})
     for j in jsonl_paths:
         if not j.is_file():
             raise PrepareError(f"jsonl: no file at {str(j)!r}")
         sources.append({"kind": "jsonl", "args": {"kind": "jsonl", "path": os.path.abspath(j)}})
     if not sources:
-        raise PrepareError("nothing to prepare: give mmad_json, mvtec_root or jsonl (one at least)")
+        raise PrepareError(
+            "nothing to prepare: give mmad_json, mvtec_root, visa_root or jsonl (one at least)"
+        )
     return sources
 
 
@@ -316,48 +396,66 @@ def _read_sources(
     sources: list[dict[str, Any]],
     cache: WorkCache,
     seed: int,
-    location_questions: bool,
+    types: tuple[str, ...],
+    writers: Sequence[QuestionWriter],
+    notes: list[dict[str, Any]],
     max_records: int | None,
     verbose: bool,
-) -> list[Record | Reject]:
+) -> tuple[list[Record | Reject], list[int], int]:
+    """Every source's records and rejects, the index of the source of each, and the
+    number of images left out by ``max_per_category``."""
     from tqdm.auto import tqdm
 
     def mask_info(path: str) -> Any:
         return cache.mask(path).info
 
     items: list[Record | Reject] = []
+    origin: list[int] = []
     seen: set[str] = set()
-    n = 0
-    for src in sources:
+    n = unselected = 0
+    for k, src in enumerate(sources):
         a = src["args"]
         it: Iterable[Record | Reject]
         try:
             if src["kind"] == "mmad":
                 it = iter_mmad(a["mmad_json"], a["image_root"], reference_from=a["reference_from"])
-            elif src["kind"] == "mvtec":
+            elif src["kind"] in ("mvtec", "visa"):
+                mine: list[dict[str, Any]] = []
                 it = iter_mvtec(
-                    a["root"], location_questions=location_questions, seed=seed, mask_info=mask_info
+                    a["root"],
+                    seed=seed,
+                    mask_info=mask_info,
+                    question_types=types,
+                    layout=a["layout"],
+                    writers=writers,
+                    notes=mine,
                 )
             else:
                 it = iter_jsonl(a["path"], allow_outside_root=a.get("allow_outside_root", False))
-            for item in tqdm(it, desc=f"reading {src['kind']}", unit=" rec", disable=not verbose):
-                if isinstance(item, Record):
-                    if item.id in seen:
-                        item = Reject(
-                            source=item.source,
-                            record=item.id,
-                            reason=f"duplicate id {item.id!r}: an earlier record has it; give "
-                            "each record its own id",
-                        )
-                    else:
-                        seen.add(item.id)
-                        n += 1
-                items.append(item)
-                if max_records is not None and n >= max_records:
-                    return items
+            got = list(tqdm(it, desc=f"reading {src['kind']}", unit=" rec", disable=not verbose))
+            if src["kind"] in ("mvtec", "visa"):
+                notes.extend({"source": k, **note} for note in mine)
         except (FileNotFoundError, ValueError) as exc:
             raise PrepareError(f"{src['kind']}: {exc}") from None
-    return items
+        got, left_out = per_category(got, a.get("max_per_category"), seed)
+        unselected += left_out
+        for item in got:
+            if isinstance(item, Record):
+                if item.id in seen:
+                    item = Reject(
+                        source=item.source,
+                        record=item.id,
+                        reason=f"duplicate id {item.id!r}: an earlier record has it; give "
+                        "each record its own id",
+                    )
+                else:
+                    seen.add(item.id)
+                    n += 1
+            items.append(item)
+            origin.append(k)
+            if max_records is not None and n >= max_records:
+                return items, origin, unselected
+    return items, origin, unselected
 
 
 def _process_all(

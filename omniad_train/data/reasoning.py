@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,12 +18,19 @@ from omniad_train.data.records import MaskInfo
 from textmask.regions import REGIONS, region_of  # re-exported: the region names of docs/format.md
 
 __all__ = [
+    "FORMS",
     "LOCATION_QUESTION",
     "REGIONS",
+    "SIZES",
+    "choice_options",
     "describe_mask",
+    "form_word",
     "location_question",
     "region_of",
+    "rng_for",
     "sft_target",
+    "shuffled",
+    "size_word",
     "template_reasoning",
 ]
 
@@ -30,8 +38,9 @@ __all__ = [
 LOCATION_QUESTION = "Where is the defect located?"
 
 #: Bump when a template text changes: cached rows built with older texts are redone.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: conclusions of Defect Classification / Description, Object Classification
 
+T = TypeVar("T")
 _COARSE = 48  # cells per side for counting connected regions
 
 
@@ -43,7 +52,8 @@ def rng_for(seed: int, *parts: str) -> random.Random:
 
 def _components(mask: np.ndarray) -> int:
     """8-connected regions of the mask on a coarse grid (robust to speckle)."""
-    cells = textmask.patchify(mask, _COARSE)
+    h, w = mask.shape  # no coarser cells than pixels: empty cells would split a region
+    cells = textmask.patchify(mask, (min(_COARSE, h), min(_COARSE, w)))
     seen = np.zeros_like(cells)
     count = 0
     rows, cols = cells.shape
@@ -138,6 +148,89 @@ def location_question(
     return options, gold
 
 
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def shuffled(items: Iterable[T], *, seed: int, key: str, tag: str) -> list[T]:
+    """``items`` in a seeded order (the same for the same seed, key and tag)."""
+    out = list(items)
+    rng_for(seed, key, tag).shuffle(out)
+    return out
+
+
+def choice_options(
+    answer: str, distractors: Iterable[str], *, seed: int, key: str, tag: str, n: int = 4
+) -> tuple[dict[str, str], str]:
+    """Options (the answer plus the first ``n - 1`` distinct distractors, shuffled) and
+    the gold letter.
+
+    A distractor equal to the answer or to an earlier distractor (ignoring case and
+    spacing) is left out, so no text appears twice; the shuffle is seeded by ``seed``,
+    ``key`` and ``tag``, so the gold letter is uniformly placed and stable across runs.
+
+    >>> opts, gold = choice_options("crack", ["Crack", "hole", "hole", "cut"], seed=0, key="k", tag="t")
+    >>> sorted(opts.values()), opts[gold]
+    (['crack', 'cut', 'hole'], 'crack')
+    """
+    texts, seen = [answer], {_key(answer)}
+    for d in distractors:
+        if len(texts) >= n:
+            break
+        if _key(d) not in seen:
+            seen.add(_key(d))
+            texts.append(d)
+    rng_for(seed, key, tag).shuffle(texts)
+    options = {chr(65 + k): t for k, t in enumerate(texts)}
+    return options, next(k for k, t in options.items() if t == answer)
+
+
+#: Size words of a mask by its area fraction (upper bounds; the last has none).
+SIZES = ("tiny", "small", "medium-sized", "large")
+_SIZE_BOUNDS = (0.005, 0.02, 0.1)
+#: Form words of a mask (see :func:`form_word`).
+FORMS = ("compact", "elongated", "irregular", "two-part", "scattered")
+
+
+def size_word(area: float) -> str:
+    """``tiny`` (< 0.5% of the image), ``small`` (< 2%), ``medium-sized`` (< 10%) or
+    ``large``; the bounds agree with the shape words ("a small spot" is tiny, "a large
+    region" is large).
+
+    >>> [size_word(a) for a in (0.001, 0.01, 0.05, 0.3)]
+    ['tiny', 'small', 'medium-sized', 'large']
+    """
+    for word, bound in zip(SIZES, _SIZE_BOUNDS, strict=False):
+        if area < bound:
+            return word
+    return SIZES[-1]
+
+
+def form_word(info: MaskInfo) -> str:
+    """The form of a non-empty mask: ``scattered`` (3+ separate regions), ``two-part``,
+    ``elongated`` (bounding box 3:1 or longer, or 2:1 and less than a quarter filled),
+    ``irregular`` (box less than 40% filled) or ``compact``; the rules of the shape words.
+
+    >>> m = np.zeros((40, 40), bool); m[5:8, 2:38] = True
+    >>> form_word(describe_mask(m))
+    'elongated'
+    """
+    if info.bbox is None or info.empty:
+        raise ValueError("form_word needs a non-empty mask")
+    if info.components >= 3:
+        return "scattered"
+    if info.components == 2:
+        return "two-part"
+    top, left, bottom, right = info.bbox
+    bh = max(1, round((bottom - top) * info.height))
+    bw = max(1, round((right - left) * info.width))
+    fill = info.area * info.height * info.width / (bh * bw)
+    elongation = max(bh, bw) / min(bh, bw)
+    if elongation >= 3.0 or (fill < 0.25 and elongation >= 2.0):
+        return "elongated"
+    return "irregular" if fill < 0.4 else "compact"
+
+
 def _percent(area: float) -> str:
     if area < 0.01:
         return "less than 1%"
@@ -167,6 +260,24 @@ _OTHER = (
     "Considering this, the best matching option is {letter}: {text}.",
     "Taking this into account, the answer is {letter}: {text}.",
 )
+_KIND = (
+    "Its appearance points to {text}, so the type of the defect is {text}: the answer is {letter}.",
+    "This looks like {text}, so the defect type is option {letter}: {text}.",
+)
+_LOOKS = (
+    "So the defect is {text}, which is option {letter}.",
+    "This matches the description {letter}: {text}.",
+)
+_PRODUCT = (
+    "The product shown is {text}, so the answer is {letter}.",
+    "The object in the image is {text}: the answer is {letter}.",
+)
+#: The conclusion of each question type that has its own (others use _OTHER).
+_CONCLUSIONS = {
+    "Defect Classification": _KIND,
+    "Defect Description": _LOOKS,
+    "Object Classification": _PRODUCT,
+}
 
 
 def template_reasoning(
@@ -203,13 +314,15 @@ def template_reasoning(
         elif type == "Defect Localization" and text == info.region:
             parts.append(rng.choice(_WHERE).format(region=info.region, letter=answer))
         else:
-            parts.append(rng.choice(_OTHER).format(letter=answer, text=text.rstrip(".")))
+            endings = _CONCLUSIONS.get(type, _OTHER)
+            parts.append(rng.choice(endings).format(letter=answer, text=text.rstrip(".")))
     else:
         parts = ["According to the segmentation result, there is no anomaly in the object."]
         if type == "Anomaly Discrimination":
             parts.append(rng.choice(_NO).format(letter=answer))
         else:
-            parts.append(rng.choice(_OTHER).format(letter=answer, text=text.rstrip(".")))
+            endings = _PRODUCT if type == "Object Classification" else _OTHER
+            parts.append(rng.choice(endings).format(letter=answer, text=text.rstrip(".")))
     return " ".join(parts)
 
 

@@ -9,7 +9,7 @@ instead of raising, so one bad file never stops a run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,6 +19,7 @@ from omniad_core.tags import has_tag
 
 __all__ = [
     "FIELD_KINDS",
+    "QUESTION_SOURCES",
     "MaskInfo",
     "Record",
     "Reject",
@@ -136,6 +137,10 @@ def _unencodable(value: Any, where: str) -> str | None:
     return None
 
 
+#: Who may have written a record's question (:attr:`Record.question_source`).
+QUESTION_SOURCES = ("dataset", "template", "teacher")
+
+
 class Record(BaseModel):
     """One multiple-choice question about one image.
 
@@ -169,6 +174,11 @@ class Record(BaseModel):
         default_factory=list, description="Normal reference images; 1-shot uses the first."
     )
     source: str = Field(default="", description="The reader: mmad, mvtec or jsonl.")
+    defect: str = Field(default="", description="The defect-type name (folder), if known.")
+    question_source: Literal["dataset", "template", "teacher"] = Field(
+        default="dataset",
+        description="Who wrote the question: dataset (the source file), template or teacher.",
+    )
 
 
 class Reject(BaseModel):

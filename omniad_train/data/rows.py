@@ -14,9 +14,9 @@ import textmask
 from omniad_core.images import ImageError
 from omniad_core.prompts import Question, build_messages, split_images
 from omniad_train.data.cache import WorkCache, digest, fingerprint
+from omniad_train.data.masks import defect_mask_problem
 from omniad_train.data.reasoning import sft_target, template_reasoning
 from omniad_train.data.records import Record, Reject
-from omniad_train.data.sources import defect_mask_problem
 
 __all__ = ["process_record", "record_key", "usable"]
 
@@ -134,4 +134,5 @@ def _row(rec: Record, cache: WorkCache, g: textmask.Grid, cfg: dict[str, Any]) -
         "dataset": rec.dataset,
         "image_path": os.path.abspath(rec.image),
         "shots": int(cfg["shots"]),
+        "question_source": rec.question_source,
     }

@@ -127,6 +127,9 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
             mmad_json=train_root / "mmad.json",
             image_root=train_root,
             mvtec_root=train_root / "synth_train",
+            # the generator's mmad.json already asks every MMAD type; the folder adds the
+            # two template types the embedded model and docs/demo.md were measured with
+            question_types=["Anomaly Discrimination", "Defect Localization"],
             image_size=plan.image_size,
             grid=plan.grid,
             seed=plan.seed,

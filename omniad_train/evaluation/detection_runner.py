@@ -1,7 +1,9 @@
 """Detection runner: "Is there any defect in the object?" on MVTec-style test sets.
 
 Test images come from :func:`omniad_train.data.iter_mvtec` (MVTec-AD, VisA in MVTec
-layout, MVTec-LOCO, GoodsAD, ...), one dataset name per root.  The model's ``<seg>`` is
+layout or its original one, MVTec-LOCO, MVTec 3D-AD RGB, GoodsAD, ...), one dataset name
+per root.  The reader's rejects (a missing mask, a folder in no known layout) are listed
+as skipped inputs; a run in which no image can be evaluated is an error naming them.  The model's ``<seg>`` is
 decoded to a pixel mask at each image's own size and scored against the ground truth
 with :class:`textmask.GroundTruth` (exact pixel counts); image-level decisions are
 stored both ways, so the report can use either rule:
@@ -46,6 +48,7 @@ from omniad_train.evaluation.execution import (
     parse_categories,
     select,
 )
+from omniad_train.evaluation.mmad_runner import check_evaluable, check_evaluated
 from omniad_train.evaluation.model import check_model, load_inspector, model_settings
 from omniad_train.evaluation.paper import compare_detection, comparison_markdown
 from omniad_train.evaluation.report import (
@@ -135,8 +138,8 @@ def collect_detection_items(
                         id=f"mvtec:{name}/{r.record}#defect",
                         index=0,
                         dataset=name,
-                        category=Path(r.record).parts[0],
-                        skip=("mask" if "mask" in r.reason else "input", r.reason),
+                        category=_reject_category(r.record),
+                        skip=(_reject_kind(r.reason), r.reason),
                         extra={"image": r.record},
                     )
                     continue
@@ -159,6 +162,17 @@ def collect_detection_items(
         limit=limit,
         limit_per_category=limit_per_category,
     )
+
+
+def _reject_category(record: str) -> str:
+    p = Path(record)  # a root that is no dataset is named by its absolute path
+    return "" if p.is_absolute() or not p.parts else p.parts[0]
+
+
+def _reject_kind(reason: str) -> str:
+    if "none of it is read" in reason:
+        return "layout"  # a folder in no known layout
+    return "mask" if "mask" in reason else "input"
 
 
 def _safe(name: str) -> str:
@@ -246,7 +260,8 @@ class _DetectionTask:
         return {
             **base_line(item, "ok"),
             "image": item.extra.get("image"),
-            "defect": Path(item.extra["image"]).parts[-2],
+            "defect": rec.defect
+            or ("good" if not rec.anomalous else Path(item.extra["image"]).parts[-2]),
             "gt_anomalous": bool(rec.anomalous),
             "height": h,
             "width": w,
@@ -336,6 +351,7 @@ def run_detection(
         limit=limit,
         limit_per_category=limit_per_category,
     )
+    check_evaluable(items, "detection over " + ", ".join(f"{n}={p}" for n, p in named))
     fingerprint = {
         **settings,
         "shots": shots,
@@ -351,7 +367,7 @@ def run_detection(
         "save_masks": save_masks,
     }
     out_dir = Path(out)
-    return execute(
+    result = execute(
         kind=KIND,
         report=detection_report,
         task=_DetectionTask(out_dir, shots, save_masks),
@@ -369,6 +385,7 @@ def run_detection(
         unit="img",
         verbose=verbose,
     )
+    return check_evaluated(result, "evaluated", "detection")
 
 
 # --------------------------------------------------------------------------- report

@@ -1,7 +1,7 @@
 """MMAD runner: every multiple-choice question of ``mmad.json``, 0-shot or 1-shot.
 
 Questions come from :func:`omniad_train.data.iter_mmad` (its rejects are listed as
-skipped).  Each answer is one JSONL line; the report (the paper's Table 2 layout: the 7
+skipped; a run in which no question can be asked is an error naming them).  Each answer is one JSONL line; the report (the paper's Table 2 layout: the 7
 question types and their average, per dataset and averaged over datasets) is rebuilt
 from the JSONL with :class:`omniad_core.metrics.MMADMeter`.  Unanswerable responses (no
 option letter could be read) count as wrong; the variant that drops them, as MMAD's
@@ -44,7 +44,16 @@ from omniad_train.evaluation.report import (
     write_report,
 )
 
-__all__ = ["KIND", "collect_mmad_items", "mmad_meter", "mmad_report", "reject_kind", "run_mmad"]
+__all__ = [
+    "KIND",
+    "check_evaluable",
+    "check_evaluated",
+    "collect_mmad_items",
+    "mmad_meter",
+    "mmad_report",
+    "reject_kind",
+    "run_mmad",
+]
 
 #: The run kind in ``run.json``.
 KIND = "mmad"
@@ -74,6 +83,37 @@ def reject_kind(reason: str) -> str:
     if "question type" in r:
         return "type"
     return "input"
+
+
+def check_evaluable(items: Sequence[Item], what: str) -> None:
+    """Raise ValueError when no item can be evaluated, naming the readers' rejects.
+
+    A run over folders the reader cannot use must not end as "0 images evaluated, 0
+    skipped" with exit status 0: it fails before any model is loaded.
+    """
+    if any(i.record is not None for i in items):
+        return
+    if not items:
+        raise ValueError(f"{what}: nothing to evaluate (no input matches the selection)")
+    reasons = [f"{i.extra.get('image') or i.id}: {i.skip[1]}" for i in items if i.skip][:3]
+    more = f" (and {len(items) - len(reasons)} more)" if len(items) > len(reasons) else ""
+    raise ValueError(
+        f"{what}: nothing can be evaluated, all {len(items)} inputs were rejected: "
+        + " | ".join(reasons)
+        + more
+    )
+
+
+def check_evaluated(result: EvalResult, key: str, what: str) -> EvalResult:
+    """Raise ValueError when a finished run evaluated nothing (every item was skipped)."""
+    report = result.report or {}
+    c = report.get("counts", {})
+    if result.complete and c.get("lines") and not c.get(key):
+        raise ValueError(
+            f"{what}: no item could be evaluated, all {c['lines']} were skipped; see the "
+            f"skipped inputs in {result.report_md}"
+        )
+    return result
 
 
 def _key_parts(key: str) -> tuple[str, str]:
@@ -274,6 +314,7 @@ def run_mmad(
         limit=limit,
         limit_per_category=limit_per_category,
     )
+    check_evaluable(items, f"MMAD questions of {str(mmad_json)!r}")
     root = Path(image_root) if image_root is not None else Path(mmad_json).parent
     fingerprint = {
         **settings,
@@ -289,7 +330,7 @@ def run_mmad(
         "limit_per_category": limit_per_category,
         "categories": sorted(cats) if cats else None,
     }
-    return execute(
+    result = execute(
         kind=KIND,
         report=mmad_report,
         task=_MMADTask(shots, reference_from),
@@ -307,6 +348,7 @@ def run_mmad(
         unit="q",
         verbose=verbose,
     )
+    return check_evaluated(result, "answered", "MMAD")
 
 
 # --------------------------------------------------------------------------- report

@@ -3,7 +3,9 @@
 Every answer comes from what the generator drew (the category, the defect type, the
 appearance it chose, the mask, the scene's facts), never from looking at pixels.  Option
 order is shuffled by :func:`~omniad_train.data.reasoning.rng_for` from the seed and the
-image key, so a re-run writes the same file.
+image key, so a re-run writes the same file.  The question texts and the option helpers
+are those of the template questions of image folders (:mod:`omniad_train.data.templates`,
+:func:`~omniad_train.data.reasoning.choice_options`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from omniad_core.prompts import DEFECT_QUESTION
-from omniad_train.data.reasoning import LOCATION_QUESTION, describe_mask, location_question, rng_for
+from omniad_train.data.reasoning import (
+    LOCATION_QUESTION,
+    choice_options,
+    describe_mask,
+    location_question,
+    shuffled,
+)
+from omniad_train.data.templates import (
+    CLASSIFICATION_QUESTION,
+    DESCRIPTION_QUESTION,
+    OBJECT_QUESTION,
+)
 from omniad_train.synthetic.defects import DESCRIPTIONS, confusable
 from omniad_train.synthetic.objects import BOARD_COLOURS, CAP_COLOURS, PILL_COLOURS, SCREW_COLOURS
 from omniad_train.synthetic.render import CATEGORIES, Sample
@@ -33,9 +46,6 @@ __all__ = [
     "questions_for",
 ]
 
-CLASSIFICATION_QUESTION = "There is a defect in the object. What is the type of the defect?"
-DESCRIPTION_QUESTION = "There is a defect in the object. What does the defect look like?"
-OBJECT_QUESTION = "What kind of product is shown in the image?"
 COUNT_QUESTION = "How many components are on the board?"
 
 #: Option text of each defect type (the folder name is the key).
@@ -102,20 +112,9 @@ _STRUCTURE: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def _choice(
-    answer: str, distractors: list[str], *, seed: int, key: str, tag: str, n: int = 4
-) -> tuple[dict[str, str], str]:
-    """Options (the answer plus the first ``n - 1`` distractors, shuffled) and its letter."""
-    texts = [answer, *[d for d in dict.fromkeys(distractors) if d != answer][: n - 1]]
-    rng_for(seed, key, tag).shuffle(texts)
-    options = {chr(65 + k): t for k, t in enumerate(texts)}
-    return options, next(k for k, t in options.items() if t == answer)
-
-
-def _shuffled(items, *, seed: int, key: str, tag: str) -> list[str]:
-    out = list(items)
-    rng_for(seed, key, tag).shuffle(out)
-    return out
+#: Option helpers shared with the template questions of image folders.
+_choice = choice_options
+_shuffled = shuffled
 
 
 def _q(question: str, options: dict[str, str], answer: str, type_: str) -> dict[str, Any]:
