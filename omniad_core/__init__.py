@@ -4,6 +4,14 @@ Importing this package loads numpy, pydantic and textmask only; torch and
 transformers load when an :class:`Inspector` is built.
 """
 
+from omniad_core.backends import (
+    Backend,
+    EndpointBackend,
+    EndpointError,
+    Generation,
+    TransformersBackend,
+    VLLMBackend,
+)
 from omniad_core.images import ImageError, load_image, load_mask, overlay, save_mask, to_uint8
 from omniad_core.inspector import (
     Analysis,
@@ -54,17 +62,23 @@ __all__ = [
     "SYSTEM_PROMPT",
     "Analysis",
     "AnswerReward",
+    "Backend",
     "CheckpointError",
     "Confusion",
     "DetectionMeter",
     "DetectionReward",
+    "EndpointBackend",
+    "EndpointError",
     "FormatReward",
+    "Generation",
     "ImageError",
     "Inspector",
     "MMADMeter",
     "OmniADScorer",
     "ParsedResponse",
     "Question",
+    "TransformersBackend",
+    "VLLMBackend",
     "build_messages",
     "check_model_location",
     "completion_text",

@@ -9,6 +9,8 @@ unexpected one.
 
     omniad inspect part.png --model ckpt/ [--reference good.png] [--question Q --options Yes No]
                             [--json] [--overlay out.png]
+    omniad inspect part.png --endpoint http://127.0.0.1:8000/v1 --served-model NAME
+                            [--api-key-env VAR] [--concurrency N] [--spec ckpt/]
     omniad encode mask.png [--grid 24|ROWSxCOLS] [--threshold 0] [--index-base 0]
     omniad decode "(3, 4)-(3, 6)" --shape 512 512 --out mask.png [--grid 24]
     omniad demo [--quick] [--out runs/demo] [--overwrite]
@@ -106,7 +108,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from omniad_core.images import ImageError, check_output_path, load_image, save_image
+    from omniad_core.images import ImageError, check_output_path, load_image
 
     for label, p in (("image", args.image), ("reference", args.reference)):
         if p is not None and not Path(p).is_file():
@@ -118,6 +120,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             check_output_path(args.overlay)
     except ImageError as exc:
         raise _Fail(str(exc)) from None
+    if args.endpoint is not None or args.served_model is not None:
+        return _inspect_endpoint(args)
+    if args.api_key_env is not None or args.spec is not None:
+        raise _Fail("--api-key-env and --spec go with --endpoint URL --served-model NAME")
     from omniad_core.checkpoint import MissingPackageError
     from omniad_core.inspector import CheckpointError, check_checkpoint, check_model_location
 
@@ -163,8 +169,57 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         insp = Inspector.from_pretrained(model, **kwargs)
     except (OSError, ValueError, CheckpointError, MissingPackageError) as exc:
         raise _Fail(f"cannot load the model from {model}: {exc}") from None
+    return _run_inspect(insp, image, reference, args)
+
+
+def _inspect_endpoint(args: argparse.Namespace) -> int:
+    """``omniad inspect --endpoint``: every setting and the server checked before any work."""
+    import warnings
+
+    from omniad_core.backends import EndpointError
+    from omniad_core.images import ImageError, load_image
+    from omniad_core.inspector import Inspector
+
+    if args.endpoint is None or args.served_model is None:
+        raise _Fail("--endpoint URL and --served-model NAME go together; give both")
+    if args.model is not None:
+        raise _Fail(
+            "--model loads weights in this process; with --endpoint the server runs the "
+            "model: give --spec PATH for the served checkpoint's omniad.json instead"
+        )
+    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    if args.grid is not None:
+        kwargs["grid"] = _grid(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            insp = Inspector.from_endpoint(
+                args.endpoint,
+                args.served_model,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                spec=args.spec,
+                **kwargs,
+            )
+        except (EndpointError, OSError, ValueError) as exc:
+            raise _Fail(str(exc)) from None
+    for w in caught:
+        print(f"omniad inspect: warning: {_one_line(str(w.message))}", file=sys.stderr)
+    try:
+        image = load_image(args.image)
+        reference = None if args.reference is None else load_image(args.reference)
+    except ImageError as exc:
+        raise _Fail(str(exc)) from None
+    return _run_inspect(insp, image, reference, args)
+
+
+def _run_inspect(insp: Any, image: Any, reference: Any, args: argparse.Namespace) -> int:
+    from omniad_core.images import ImageError, save_image
+
     try:
         result = insp.analyze(image, args.question, args.options or None, reference)
+        if result.error is not None:
+            raise _Fail(f"the server did not answer: {result.error}")
         if args.overlay:
             save_image(result.overlay(), args.overlay)
     except (ImageError, ValueError) as exc:
@@ -183,6 +238,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if args.overlay:
             print(f"overlay  : {args.overlay}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -216,10 +281,33 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--overlay", help="write the mask over the image to this PNG")
     sp.add_argument(
         "--max-new-tokens",
+        "--max_new_tokens",
+        dest="max_new_tokens",
         type=int,
         default=1024,
         help="generation budget (default 1024: a large 24x24 mask alone is 300-600 tokens)",
     )
+    ep = sp.add_argument_group("served model (an OpenAI-compatible server; docs/serving.md)")
+    ep.add_argument(
+        "--endpoint", dest="endpoint", metavar="URL",
+        help="the server's API root, e.g. http://127.0.0.1:8000/v1 (instead of --model)",
+    )  # fmt: skip
+    ep.add_argument(
+        "--served-model", "--served_model", dest="served_model", metavar="NAME",
+        help="the model name the server lists at GET /v1/models",
+    )  # fmt: skip
+    ep.add_argument(
+        "--api-key-env", "--api_key_env", dest="api_key_env", metavar="VAR",
+        help="environment variable holding the API key (the key is never a command-line value)",
+    )  # fmt: skip
+    ep.add_argument(
+        "--concurrency", type=_positive_int, default=8, metavar="N",
+        help="requests in flight at once (default 8)",
+    )  # fmt: skip
+    ep.add_argument(
+        "--spec", metavar="PATH",
+        help="the served checkpoint's folder or omniad.json (grid, image size, system prompt)",
+    )  # fmt: skip
     grid_args(sp, None)
     sp.set_defaults(func=_cmd_inspect)
 

@@ -9,7 +9,10 @@ Example (tested end to end in ``tests/test_inspector.py``)::
     result.is_anomalous, result.answer, result.mask.shape   # (True, 'A', (900, 1200))
     result.overlay().save("part_overlay.png")
 
-torch and transformers are imported when an Inspector is built, never at module import.
+What produces the text is a backend (:mod:`omniad_core.backends`): the model in this
+process by default, or a served model (:meth:`Inspector.from_endpoint`); prompts, image
+preparation and parsing are the same for both.  torch and transformers are imported when
+an in-process Inspector is built, never at module import.
 Weights load from safetensors only, and remote code is refused unless asked for.
 
 Defaults for real checkpoints on real GPUs: :meth:`Inspector.from_pretrained` loads
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,23 @@ from typing import Any
 import numpy as np
 
 import textmask
+from omniad_core.backends import (
+    SEG_STRIPPED,
+    Backend,
+    EndpointBackend,
+    Generation,
+    TransformersBackend,
+)
+from omniad_core.backends.endpoint import served_spec
+from omniad_core.backends.local import (
+    _ALWAYS,
+    GREEDY,
+    _local_rank,
+    default_placement,
+    image_token_count,
+    load_processor,
+    pin_image_budget,
+)
 from omniad_core.checkpoint import (
     FROM_CHECKPOINT,
     IMAGE_SIZE_RANGE,
@@ -56,7 +77,8 @@ from omniad_core.images import load_image, overlay
 from omniad_core.parsing import ParsedResponse, parse_response
 from omniad_core.prompts import DEFECT_QUESTION, Question, build_messages
 
-# The checkpoint names are re-exported: they lived here before omniad_core.checkpoint.
+# The checkpoint names are re-exported: they lived here before omniad_core.checkpoint; the
+# processor and placement helpers live with the in-process backend (omniad_core.backends.local).
 __all__ = [
     "FROM_CHECKPOINT",
     "GREEDY",
@@ -84,66 +106,6 @@ __all__ = [
 _DEFAULT_OPTIONS = {"A": "Yes", "B": "No"}
 
 
-#: What greedy decoding pins, whatever the checkpoint's ``generation_config.json`` says:
-#: ``generate`` starts from the model's generation config, and Qwen's carries sampling
-#: defaults and a repetition penalty of 1.05 (which bends coordinates: they repeat digits
-#: constantly). ``generation_kwargs`` still override any of these.
-GREEDY: dict[str, Any] = {
-    "do_sample": False,
-    "num_beams": 1,
-    "temperature": None,
-    "top_p": None,
-    "top_k": None,
-    "min_p": None,
-    "typical_p": None,
-    "epsilon_cutoff": None,
-    "eta_cutoff": None,
-    "repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "num_return_sequences": 1,
-    "return_dict_in_generate": False,
-}
-#: Pinned for sampling too: one plain sequence per prompt, no penalty unless asked for.
-_ALWAYS = ("repetition_penalty", "no_repeat_ngram_size", "num_return_sequences",
-           "return_dict_in_generate")  # fmt: skip
-
-
-def default_placement(
-    device: str | None = None,
-    dtype: Any = None,
-    *,
-    cuda_available: bool,
-    bf16_supported: bool = True,
-    local_rank: int = 0,
-) -> tuple[str, str]:
-    """The device and dtype (its name) a model loads to when the caller leaves them open.
-
-    ``cuda:<local_rank>`` when CUDA is available (one shard per GPU), else the CPU;
-    bfloat16 on CUDA (float16 on a GPU without bfloat16), float32 elsewhere.  The flags
-    are parameters so every branch is testable without a GPU.
-
-    >>> default_placement(cuda_available=False)
-    ('cpu', 'float32')
-    >>> default_placement(cuda_available=True, local_rank=3)
-    ('cuda:3', 'bfloat16')
-    >>> default_placement("cpu", cuda_available=True), default_placement(dtype="float16", cuda_available=False)
-    (('cpu', 'float32'), ('cpu', 'float16'))
-    """
-    if device is None:
-        device = f"cuda:{int(local_rank)}" if cuda_available else "cpu"
-    on_gpu = str(device).startswith("cuda") or (str(device) == "auto" and cuda_available)
-    if dtype is None:
-        dtype = ("bfloat16" if bf16_supported else "float16") if on_gpu else "float32"
-    return str(device), str(dtype).removeprefix("torch.")
-
-
-def _local_rank() -> int:
-    try:
-        return int(os.environ.get("LOCAL_RANK", "0") or 0)
-    except ValueError:
-        return 0
-
-
 @dataclass
 class Analysis:
     """The result of :meth:`Inspector.analyze` for one image.
@@ -162,6 +124,19 @@ class Analysis:
         The user turn that was asked.
     seconds : float
         Generation time (for a batch, the batch's time divided by its size).
+    error : str or None
+        Why the request failed (a served model that did not answer after the last retry):
+        then ``response`` is empty, the mask is empty and nothing was parsed.  A failed
+        request is a result, not an exception.
+    raw : dict or None
+        The fields a server returned (``content``, ``reasoning_content``,
+        ``finish_reason``, ``usage``), before the response was rebuilt from them (None in
+        process: ``response`` is the text as generated).
+    seg_stripped : bool
+        The server dropped the ``<seg>`` block: the mask is lost, ``parsed.problems``
+        names the server setting that causes it.
+    prompt_tokens, completion_tokens : int or None
+        Token counts of the request.
     """
 
     response: str
@@ -170,6 +145,16 @@ class Analysis:
     image: Any = field(repr=False)
     question: str = ""
     seconds: float = 0.0
+    error: str | None = None
+    raw: dict[str, Any] | None = field(default=None, repr=False)
+    seg_stripped: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the model answered (the request did not fail)."""
+        return self.error is None
 
     @property
     def is_anomalous(self) -> bool:
@@ -204,6 +189,11 @@ class Analysis:
             "response": self.response,
             "question": self.question,
             "seconds": round(self.seconds, 4),
+            "error": self.error,
+            "seg_stripped": self.seg_stripped,
+            "raw": self.raw,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
         }
 
 
@@ -238,6 +228,11 @@ class Inspector:
         the sampling settings and repetition penalty of the checkpoint's generation config.
     generation_kwargs : dict, optional
         Further arguments for ``model.generate`` (they override :data:`GREEDY`).
+    backend : Backend, optional
+        What produces the text (:mod:`omniad_core.backends`).  Default: a
+        :class:`~omniad_core.backends.TransformersBackend` over ``model`` and ``processor``;
+        with another backend, ``model`` and ``processor`` may be None
+        (:meth:`from_endpoint` builds one for an OpenAI-compatible server).
 
     When ``image_size`` is set, the processor's image-token budget is pinned to that
     square (:func:`pin_image_budget`), and it pads on the left (:func:`use_left_padding`);
@@ -256,7 +251,17 @@ class Inspector:
         do_sample: bool = False,
         generation_kwargs: dict[str, Any] | None = None,
         layout: str = "lines",
+        backend: Backend | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> None:
+        if backend is not None and model is None:
+            self._init_settings(spec or {}, grid, image_size, system_prompt, layout)
+            self.model = None
+            self.processor = processor
+            self.max_new_tokens = int(max_new_tokens)
+            self.generation_kwargs = {"max_new_tokens": int(max_new_tokens)}
+            self.backend = backend
+            return
         if isinstance(model, (str, os.PathLike)):
             other = Inspector.from_pretrained(model)
             model, processor = other.model, processor or other.processor
@@ -271,17 +276,13 @@ class Inspector:
         use_left_padding(processor)  # decoder-only generation pads on the left
         self.model = model
         self.processor = processor
-        settings = resolve_settings(
-            checkpoint_spec(model),
-            grid=FROM_CHECKPOINT if grid is None else grid,
-            image_size=image_size,
-            system_prompt=system_prompt,
+        self._init_settings(
+            checkpoint_spec(model) if spec is None else spec,
+            grid,
+            image_size,
+            system_prompt,
+            layout,
         )
-        self.settings: CheckpointSettings = settings
-        self.grid = settings.grid
-        self.image_size = settings.image_size
-        self.system_prompt = settings.system_prompt
-        self.layout = layout
         if self.image_size is not None:  # a large input costs an image_size square, no more
             pin_image_budget(processor, self.image_size)
         # what the checkpoint's generation config would otherwise bring into generate()
@@ -291,6 +292,95 @@ class Inspector:
         gen.update(max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample))
         gen.update(generation_kwargs or {})
         self.generation_kwargs = gen
+        self.max_new_tokens = int(gen.get("max_new_tokens", max_new_tokens))
+        self.backend: Backend = (
+            backend if backend is not None else TransformersBackend(model, processor, gen)
+        )
+
+    def _init_settings(
+        self, spec: dict[str, Any], grid: Any, image_size: Any, system_prompt: Any, layout: str
+    ) -> None:
+        settings = resolve_settings(
+            spec,
+            grid=FROM_CHECKPOINT if grid is None else grid,
+            image_size=image_size,
+            system_prompt=system_prompt,
+        )
+        self.settings: CheckpointSettings = settings
+        self.grid = settings.grid
+        self.image_size = settings.image_size
+        self.system_prompt = settings.system_prompt
+        self.layout = layout
+
+    @classmethod
+    def from_endpoint(
+        cls,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 300.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        temperature: float = 0.0,
+        spec: str | os.PathLike[str] | dict[str, Any] | None = None,
+        check: bool = True,
+        extra_body: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Inspector:
+        """An Inspector whose text comes from an OpenAI-compatible chat endpoint.
+
+        Parameters
+        ----------
+        base_url : str
+            The server's API root, e.g. ``http://127.0.0.1:8000/v1``.
+        model : str
+            The served model's name (as ``GET /v1/models`` lists it).
+        api_key_env : str, optional
+            The environment variable holding the API key (never the key itself).
+        concurrency, timeout, retries, backoff, temperature, extra_body
+            See :class:`~omniad_core.backends.EndpointBackend`.
+        spec : path or dict, optional
+            The served checkpoint's ``omniad.json`` (or the folder holding it): its grid,
+            image size and system prompt.  A server has no local ``omniad.json``: without
+            ``spec``, settings not given in ``kwargs`` take the paper's defaults (24 x 24,
+            512 px, its prompt), and a warning says so.  When ``model`` is itself a local
+            checkpoint folder (``transformers serve`` names models by the folder it was
+            given), its ``omniad.json`` is read.
+        check : bool
+            Call :meth:`~omniad_core.backends.EndpointBackend.check` now: an unreachable
+            URL or a model the server does not list fails here, before any work.
+        **kwargs
+            ``grid``, ``image_size``, ``system_prompt``, ``max_new_tokens``, ``layout``.
+
+        Raises
+        ------
+        omniad_core.backends.EndpointError
+            A key variable named but unset, an unreachable URL, a wrong model name.
+        """
+        spec = served_spec(model, spec)
+        backend = EndpointBackend(
+            base_url, model, api_key_env=api_key_env, concurrency=concurrency,
+            timeout=timeout, retries=retries, backoff=backoff, temperature=temperature,
+            extra_body=extra_body,
+        )  # fmt: skip
+        if check:
+            backend.check()
+        defaulted = [
+            k for k in ("grid", "image_size", "system_prompt")
+            if kwargs.get(k, FROM_CHECKPOINT) is FROM_CHECKPOINT
+            and (spec is None or {"grid": "textmask"}.get(k, k) not in spec)
+        ]  # fmt: skip
+        if defaulted:
+            warnings.warn(
+                f"served model {model!r}: no omniad.json here, so {', '.join(defaulted)} take "
+                "the paper's defaults (24x24 grid, 512 px, its system prompt); pass the "
+                "served checkpoint's spec= (or grid=, image_size=, system_prompt=) if it was "
+                "trained otherwise",
+                stacklevel=2,
+            )
+        return cls(None, None, backend=backend, spec=dict(spec or {}), **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -367,6 +457,19 @@ class Inspector:
     def _prepare(
         self, image: Any, question: Question | str | None, options: Any, reference: Any
     ) -> tuple[str, list[Any], Any, str, Any]:
+        """``(chat-template text, images, image, user turn, options)`` of one request."""
+        messages, images, img, user, opts = self._prepare_messages(
+            image, question, options, reference
+        )
+        text = self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return text, images, img, user, opts
+
+    def _prepare_messages(
+        self, image: Any, question: Question | str | None, options: Any, reference: Any
+    ) -> tuple[list[dict[str, Any]], list[Any], Any, str, Any]:
+        """``(messages, images, image, user turn, options)``: one code path for every backend."""
         img = load_image(image)
         if question is None:
             question = DEFECT_QUESTION
@@ -376,14 +479,11 @@ class Inspector:
             question, self._resize(img), options=options, reference=ref,
             system_prompt=self.system_prompt, layout=self.layout,  # type: ignore[arg-type]
         )  # fmt: skip
-        text = self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
         images = [c["image"] for m in messages if isinstance(m["content"], list)
                   for c in m["content"] if c.get("type") == "image"]  # fmt: skip
         opts = question.options if isinstance(question, Question) and options is None else options
         user = messages[-1]["content"][-1]["text"]
-        return text, images, img, user, opts
+        return messages, images, img, user, opts
 
     # ------------------------------------------------------------------ running
     def analyze(
@@ -415,50 +515,75 @@ class Inspector:
         options: Sequence[Any] | None = None,
         references: Sequence[Any] | None = None,
         *,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         progress: bool = True,
     ) -> list[Analysis]:
-        """Analyze many images with batched generation (results in input order)."""
-        import torch
+        """Analyze many images through the backend (results in input order).
 
+        ``batch_size`` requests are prepared and handed to the backend at a time
+        (default: the backend's own, 8 in process, 4 x ``concurrency`` for an endpoint,
+        whose requests then run ``concurrency`` at a time).  A request that failed at an
+        endpoint is an :class:`Analysis` with ``error`` set; an in-process generation
+        error raises, as before.
+        """
         n = len(images)
         qs = _per_item(questions, n, "questions")
         opts = _per_item(options, n, "options", allow_scalar=False)
         refs = _per_item(references, n, "references", allow_scalar=False)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        size = int(getattr(self.backend, "batch_size", 8)) if batch_size is None else batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {size}")
         results: list[Analysis] = []
         bar = None
-        if progress and n > batch_size:
+        if progress and n > size:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, desc="inspect", unit="img")
-        device = getattr(self.model, "device", None)
-        for start in range(0, n, batch_size):
+        t_start, tokens = time.perf_counter(), 0
+        for start in range(0, n, size):
             prepared = [
-                self._prepare(images[k], qs[k], opts[k], refs[k])
-                for k in range(start, min(n, start + batch_size))
+                self._prepare_messages(images[k], qs[k], opts[k], refs[k])
+                for k in range(start, min(n, start + size))
             ]
-            texts = [p[0] for p in prepared]
-            flat = [im for p in prepared for im in p[1]]
-            inputs = self.processor(text=texts, images=flat, return_tensors="pt", padding=True)
-            if device is not None:
-                inputs = inputs.to(device)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = self.model.generate(**inputs, **self.generation_kwargs)
-            dt = (time.perf_counter() - t0) / len(prepared)
-            new = out[:, inputs["input_ids"].shape[1] :]
-            responses = self.processor.batch_decode(new, skip_special_tokens=True)
-            for (_, _, img, user, opt), resp in zip(prepared, responses, strict=True):
-                parsed = parse_response(resp, options=opt, grid=self.grid)
-                mask = textmask.unpatchify(parsed.cells, (img.size[1], img.size[0]))
-                results.append(Analysis(resp, parsed, mask, img, user, dt))
+            gens = self.backend.generate(
+                [p[0] for p in prepared],
+                [p[1] for p in prepared],
+                max_new_tokens=int(self.generation_kwargs.get("max_new_tokens", 1024)),
+                progress=False,
+            )
+            for (_, _, img, user, opt), gen in zip(prepared, gens, strict=True):
+                results.append(self._analysis(gen, img, user, opt))
+                tokens += gen.completion_tokens or 0
             if bar is not None:
                 bar.update(len(prepared))
+                dt = max(time.perf_counter() - t_start, 1e-9)
+                bar.set_postfix_str(f"{bar.n / dt:.2f} req/s, {tokens / dt:.1f} tok/s")
         if bar is not None:
             bar.close()
         return results
+
+    def _analysis(self, gen: Generation, img: Any, user: str, opt: Any) -> Analysis:
+        """The Analysis of one backend result (parsed, or a failure with its reason)."""
+        h, w = img.size[1], img.size[0]
+        common = dict(
+            seconds=gen.seconds, raw=gen.raw, seg_stripped=gen.seg_stripped,
+            prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+        )  # fmt: skip
+        if gen.error is not None or gen.text is None:
+            error = gen.error or "the backend returned no text"
+            parsed = ParsedResponse(
+                raw="", grid=self.grid.shape, index_base=self.grid.index_base,
+                problems=[f"request failed: {error}"],
+            )  # fmt: skip
+            mask = np.zeros((h, w), bool)
+            return Analysis("", parsed, mask, img, user, error=error, **common)  # type: ignore[arg-type]
+        parsed = parse_response(gen.text, options=opt, grid=self.grid)
+        if gen.seg_stripped:
+            parsed = parsed.model_copy(
+                update={"problems": [SEG_STRIPPED, *parsed.problems], "format_ok": False}
+            )
+        mask = textmask.unpatchify(parsed.cells, (h, w))
+        return Analysis(gen.text, parsed, mask, img, user, **common)  # type: ignore[arg-type]
 
 
 def _per_item(value: Any, n: int, name: str, allow_scalar: bool = True) -> list[Any]:
@@ -470,81 +595,3 @@ def _per_item(value: Any, n: int, name: str, allow_scalar: bool = True) -> list[
     if len(items) != n:
         raise ValueError(f"{name} must have one entry per image: {len(items)} for {n} images")
     return items
-
-
-# ------------------------------------------------------------------ processor
-def _pixel_factor(image_processor: Any) -> int | None:
-    """Pixels per image token along a side (patch x merge) of a Qwen-VL-style processor."""
-    patch, merge = (getattr(image_processor, k, None) for k in ("patch_size", "merge_size"))
-    return int(patch) * int(merge) if patch and merge else None
-
-
-def pin_image_budget(processor: Any, image_size: int) -> int | None:
-    """Fix the image processor's pixel budget (min = max) to an ``image_size`` square.
-
-    Any input then costs the tokens of an ``image_size`` square at most (324 for 512)
-    instead of the checkpoint's default (the release: up to 16384), and an
-    ``image_size`` square exactly that. Sets ``size = {"shortest_edge", "longest_edge"}``
-    (transformers 5) and ``min_pixels`` / ``max_pixels`` where they exist, so
-    ``save_pretrained`` writes the pinned budget. Returns the budget, or None (nothing
-    changed) for an image processor that is not Qwen-VL-style.
-    """
-    image_processor = getattr(processor, "image_processor", None)
-    factor = _pixel_factor(image_processor)
-    if factor is None:
-        return None
-    budget = image_pixel_budget(image_size, factor)
-    image_processor.size = {"shortest_edge": budget, "longest_edge": budget}
-    for name in ("min_pixels", "max_pixels"):
-        if getattr(image_processor, name, None) is not None:
-            setattr(image_processor, name, budget)
-    return budget
-
-
-def image_token_count(processor: Any, height: int, width: int) -> int:
-    """Image tokens ``processor`` gives a ``height`` x ``width`` image (one image, a blank
-    one run through its image processor, so the budget and rounding are its own)."""
-    from PIL import Image
-
-    image_processor = processor.image_processor
-    out = image_processor(images=[Image.new("RGB", (width, height))], return_tensors="np")
-    merge = int(getattr(image_processor, "merge_size", 1) or 1)
-    return int(out["image_grid_thw"][0].prod()) // (merge * merge)
-
-
-def load_processor(
-    source: str | os.PathLike[str],
-    *,
-    image_size: int | None = None,
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-) -> Any:
-    """A checkpoint's processor as training and inference use it.
-
-    ``AutoProcessor.from_pretrained``, then :func:`use_left_padding` whatever the
-    checkpoint's tokenizer says, then :func:`pin_image_budget` when ``image_size`` is given.
-
-    Raises
-    ------
-    MissingPackageError
-        The processor needs torchvision (Qwen2.5-VL's video processor does) and it is
-        missing or does not match torch; the message gives the command that installs it.
-    """
-    from transformers import AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(
-            source, trust_remote_code=trust_remote_code, revision=revision
-        )
-    except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision that fails
-        if "torchvision" not in str(exc).lower():
-            raise
-        what = "is not installed" if isinstance(exc, ImportError) else "fails to import"
-        raise MissingPackageError(
-            f"cannot load the processor of {source}: it needs torchvision (Qwen2.5-VL's video "
-            f"processor), which {what}; install it: {torchvision_hint()}"
-        ) from None
-    use_left_padding(processor)
-    if image_size is not None:
-        pin_image_budget(processor, image_size)
-    return processor

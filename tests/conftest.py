@@ -39,3 +39,135 @@ def release_ckpt(tmp_path_factory):
     from omniad_train.tiny import build_release_shaped
 
     return build_release_shaped(tmp_path_factory.mktemp("release") / "Qwen2.5-VL-7B-Instruct")
+
+
+# --------------------------------------------------------------------- a served model
+#: Seconds a `transformers serve` process gets to answer GET /v1/models.
+SERVE_STARTUP_TIMEOUT = 180.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedModel:
+    """A `transformers serve` process on 127.0.0.1 serving one checkpoint folder.
+
+    ``base_url`` is the API root (``http://127.0.0.1:PORT/v1``), ``model`` the name the
+    server lists (``transformers serve`` names a model by the folder it was given),
+    ``log`` the file holding the server's output.
+    """
+
+    def __init__(self, model_dir, log_path, extra_args=()):
+        import subprocess
+        import time
+        import urllib.request
+
+        for mod in ("fastapi", "uvicorn", "starlette", "openai"):
+            try:
+                __import__(mod)
+            except ImportError:
+                pytest.fail(
+                    f"`transformers serve` needs {mod}: install the dev extra "
+                    "(pip install -e '.[all,dev]')"
+                )
+        port = _free_port()
+        self.model = str(model_dir)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.log = log_path
+        exe = os.path.join(os.path.dirname(sys.executable), "transformers")
+        cmd = (
+            [exe]
+            if os.path.exists(exe)
+            else [sys.executable, "-m", "transformers.cli.transformers"]
+        )
+        cmd += ["serve", self.model, "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += list(extra_args)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self._out = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + SERVE_STARTUP_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self.stop()
+                pytest.fail(f"transformers serve exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(
+                    f"transformers serve did not answer {self.base_url}/models within "
+                    f"{SERVE_STARTUP_TIMEOUT:.0f} s: {self.tail()}"
+                )
+            time.sleep(0.5)
+
+    def tail(self, n: int = 1500) -> str:
+        try:
+            return open(self.log, "rb").read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s); idempotent."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._out.close()
+
+
+@pytest.fixture(scope="session")
+def served_demo(tmp_path_factory):
+    """``(base_url, model_name)`` of `transformers serve` running the embedded demo model.
+
+    Started once per session on a free port of 127.0.0.1 (on the CPU), waited for until
+    GET /v1/models answers (a clear failure after :data:`SERVE_STARTUP_TIMEOUT`), stopped
+    at the end of the session.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from omniad_core.checkpoint import demo_model_path
+
+    model = demo_model_path()
+    if model is None:
+        pytest.fail("omniad_core/demo_model has no model.safetensors")
+    server = ServedModel(model, tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        yield server.base_url, server.model
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def demo_server_factory(tmp_path):
+    """Start further short-lived demo servers (``factory() -> ServedModel``; ``.stop()``
+    ends one early); every one still running is stopped when the test ends."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from omniad_core.checkpoint import demo_model_path
+
+    started = []
+
+    def factory(extra_args=()):
+        server = ServedModel(
+            demo_model_path(), tmp_path / f"serve{len(started)}.log", extra_args=extra_args
+        )
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
