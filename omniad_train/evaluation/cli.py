@@ -18,16 +18,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from omniad_core.backends import EndpointError
 from omniad_core.cli import grid_arg
 from omniad_train.evaluation.detection_runner import IMAGE_DECISIONS, run_detection
 from omniad_train.evaluation.execution import EvalInterrupted, EvalResult
 from omniad_train.evaluation.merge import build_report
 from omniad_train.evaluation.mmad_runner import run_mmad
+from omniad_train.evaluation.model import DEFAULT_CONCURRENCY, PROMPTS, Endpoint
 from omniad_train.evaluation.runfiles import IncompleteRunError, RunConfigError
 from omniad_train.evaluation.runlog import RunLogLockedError
 
 __all__ = [
+    "EXIT_FAILED_REQUESTS",
     "EXIT_INTERRUPTED",
+    "add_endpoint_args",
     "add_model_args",
     "add_run_args",
     "build_detection_parser",
@@ -83,6 +87,94 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--image_size", "--image-size", type=_positive, help="default: checkpoint's")
     g.add_argument("--layout", choices=("lines", "inline"), help="how options are shown")
+
+
+def _fraction(value: str) -> float:
+    f = float(value)
+    if not 0 < f < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (e.g. 0.8), got {f}")
+    return f
+
+
+def _seconds(value: str) -> float:
+    f = float(value)
+    if not f > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {f}")
+    return f
+
+
+def add_endpoint_args(p: argparse.ArgumentParser) -> None:
+    """``--endpoint URL --served_model NAME`` and the request options (instead of --model)."""
+    g = p.add_argument_group(
+        "served model",
+        "an OpenAI-compatible server (vLLM, SGLang, transformers serve, a hosted API) "
+        "instead of --model; --grid, --image_size and the system prompt then come from the "
+        "flags or the defaults (no omniad.json is read)",
+    )
+    g.add_argument("--endpoint", metavar="URL", help="API root, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument(
+        "--served_model", "--served-model", metavar="NAME", help="the name GET /v1/models lists"
+    )
+    g.add_argument(
+        "--api_key_env",
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (the key itself is never a flag)",
+    )
+    g.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"requests in flight (default {DEFAULT_CONCURRENCY}, sized for one server)",
+    )
+    g.add_argument(
+        "--request_timeout",
+        "--request-timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="S",
+        help="seconds per request (default 300)",
+    )
+    g.add_argument(
+        "--retries",
+        type=_nonneg,
+        default=4,
+        help="further attempts after a 429 / 5xx / connection error, with backoff (default 4)",
+    )
+    g.add_argument(
+        "--prompt",
+        choices=PROMPTS,
+        default="omniad",
+        help="omniad: the checkpoint's system prompt (default); mmad: MMAD's way for a "
+        "general model (no system turn, the option's letter only; MMAD runs only)",
+    )
+
+
+def _endpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Endpoint | None:
+    """The served model of a command line, or None (then --model is required)."""
+    if args.endpoint is None:
+        if args.served_model or args.api_key_env or args.concurrency:
+            parser.error("--served_model, --api_key_env and --concurrency need --endpoint URL")
+        if not args.model:
+            parser.error(
+                "--model or --endpoint URL --served_model NAME is required (unless --merge)"
+            )
+        return None
+    if args.model:
+        parser.error("give --model or --endpoint, not both")
+    if not args.served_model:
+        parser.error(
+            "--endpoint needs --served_model NAME (as the server's GET /v1/models lists it)"
+        )
+    return Endpoint(
+        args.endpoint,
+        args.served_model,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency or DEFAULT_CONCURRENCY,
+        timeout=args.request_timeout,
+        retries=args.retries,
+    )
 
 
 def add_run_args(p: argparse.ArgumentParser, *, default_out: str) -> None:
@@ -166,6 +258,7 @@ def _setup_logging() -> None:
 
 _ERRORS = (
     OSError,  # FileNotFoundError, a checkpoint or hub id that cannot be loaded, a full disk
+    EndpointError,  # an unset key variable, an unreachable URL, a wrong served model name
     ValueError,
     TypeError,
     RunConfigError,
@@ -176,6 +269,9 @@ _ERRORS = (
 
 #: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+
+#: Exit code of a run that finished with failed requests (the report is written).
+EXIT_FAILED_REQUESTS = 3
 
 
 def _error(exc: BaseException) -> str:
@@ -213,6 +309,14 @@ def run_cli(call: Callable[[], EvalResult], args: argparse.Namespace) -> int:
             f"(or run with --merge --out {result.out_dir})",
             file=sys.stderr,
         )
+    if result.n_failed:
+        print(
+            f"error: {result.n_failed} request(s) failed after their last retry and are not "
+            f"scored (listed in {result.report_md if result.complete else result.results}); "
+            "re-run the same command to retry only them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_REQUESTS
     return 0
 
 
@@ -264,6 +368,44 @@ def build_mmad_parser() -> argparse.ArgumentParser:
         help="1-shot reference: first of similar_templates (default) or random_templates",
     )
     add_model_args(p)
+    add_endpoint_args(p)
+    g = p.add_argument_group(
+        "protocol",
+        "which questions: the full benchmark (default), a held-out split, no training images "
+        "(recorded in run.json and printed in the report)",
+    )
+    g.add_argument(
+        "--holdout_fraction",
+        "--holdout-fraction",
+        type=_fraction,
+        metavar="F",
+        help="evaluate the held-out split: the images (fraction F, e.g. 0.8) whose hash "
+        "with --split_seed is below F",
+    )
+    g.add_argument("--split_seed", "--split-seed", type=int, default=0, help="default 0")
+    g.add_argument(
+        "--split_file",
+        "--split-file",
+        metavar="FILE",
+        help="evaluate only the images listed in FILE (MMAD keys or absolute paths, one a line)",
+    )
+    g.add_argument(
+        "--exclude_training",
+        "--exclude-training",
+        action="append",
+        default=[],
+        metavar="PREPARED_DIR",
+        help="leave out every image a prepared training set (omniad-train prepare) trains "
+        "on; repeatable",
+    )
+    g.add_argument(
+        "--refuse_training_overlap",
+        "--refuse-training-overlap",
+        action="append",
+        default=[],
+        metavar="PREPARED_DIR",
+        help="stop before any work if a selected image is in that prepared training set",
+    )
     add_run_args(p, default_out="runs/mmad")
     return p
 
@@ -274,8 +416,11 @@ def mmad_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         return finish_merge(args)
-    if not args.model or not args.mmad_json:
-        parser.error("--model and --mmad_json are required (unless --merge)")
+    if not args.mmad_json:
+        parser.error("--mmad_json is required (unless --merge)")
+    if args.holdout_fraction is not None and args.split_file:
+        parser.error("give --holdout_fraction or --split_file, not both")
+    endpoint = _endpoint(args, parser)
 
     def call() -> EvalResult:
         return run_mmad(
@@ -285,6 +430,13 @@ def mmad_main(argv: Sequence[str] | None = None) -> int:
             args.out,
             shots=args.shots,
             reference_from=args.reference,
+            endpoint=endpoint,
+            prompt=args.prompt,
+            holdout_fraction=args.holdout_fraction,
+            split_seed=args.split_seed,
+            split_file=args.split_file,
+            exclude_training=args.exclude_training,
+            refuse_training=args.refuse_training_overlap,
             **common_kwargs(args),
         )
 
@@ -323,6 +475,7 @@ def build_detection_parser() -> argparse.ArgumentParser:
         help="save predicted masks and overlays of the first N images per category",
     )
     add_model_args(p)
+    add_endpoint_args(p)
     add_run_args(p, default_out="runs/detection")
     return p
 
@@ -333,8 +486,14 @@ def detection_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         return finish_merge(args)
-    if not args.model or not args.root:
-        parser.error("--model and at least one --root are required (unless --merge)")
+    if not args.root:
+        parser.error("at least one --root is required (unless --merge)")
+    if args.prompt != "omniad":
+        parser.error(
+            "--prompt mmad is for MMAD's questions: detection scores the mask, which only the "
+            "omniad prompt asks for"
+        )
+    endpoint = _endpoint(args, parser)
 
     def call() -> EvalResult:
         return run_detection(
@@ -345,6 +504,7 @@ def detection_main(argv: Sequence[str] | None = None) -> int:
             image_decision=args.image_decision or "answer",
             seed=args.seed,
             save_masks=args.save_masks,
+            endpoint=endpoint,
             **common_kwargs(args),
         )
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,12 @@ import numpy as np
 import textmask
 from omniad_core.images import ImageError, load_image, overlay, save_mask
 from omniad_core.metrics import DetectionMeter, DetectionReport
-from omniad_train.data.records import Record, Reject
-from omniad_train.data.sources import iter_mvtec, read_mask
+from omniad_train.data.sources import read_mask
+from omniad_train.evaluation.detection_items import (
+    RootsLike,
+    collect_detection_items,
+    normalize_roots,
+)
 from omniad_train.evaluation.execution import (
     EvalResult,
     Item,
@@ -46,15 +50,18 @@ from omniad_train.evaluation.execution import (
     base_line,
     execute,
     parse_categories,
-    select,
 )
 from omniad_train.evaluation.mmad_runner import check_evaluable, check_evaluated
-from omniad_train.evaluation.model import check_model, load_inspector, model_settings
+from omniad_train.evaluation.model import Endpoint, as_endpoint, load_inspector, run_model
 from omniad_train.evaluation.paper import compare_detection, comparison_markdown
 from omniad_train.evaluation.report import (
     config_markdown,
+    failures_summary,
     report_config,
+    run_state,
+    served_summary,
     skipped_summary,
+    state_text,
     timing,
     write_report,
 )
@@ -74,105 +81,6 @@ __all__ = [
 #: The run kind in ``run.json``.
 KIND = "detection"
 IMAGE_DECISIONS = ("answer", "seg")
-RootsLike = (
-    str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str] | tuple[str, Any]]
-)
-
-
-def _default_name(path: Path) -> str:
-    return path.parent.name if (path / "test").is_dir() else path.name
-
-
-def normalize_roots(roots: RootsLike) -> list[tuple[str, Path]]:
-    """``[(dataset name, folder)]`` from a path, ``{name: path}``, ``"NAME=PATH"`` strings
-    or ``(name, path)`` pairs; a bare path is named after its folder.
-
-    >>> normalize_roots(["VisA=/data/visa", "/data/mvtec_ad"])
-    [('VisA', PosixPath('/data/visa')), ('mvtec_ad', PosixPath('/data/mvtec_ad'))]
-    """
-    if isinstance(roots, (str, os.PathLike)):
-        entries: list[Any] = [roots]
-    elif isinstance(roots, Mapping):
-        entries = list(roots.items())
-    else:
-        entries = list(roots)
-    out: list[tuple[str, Path]] = []
-    for e in entries:
-        if isinstance(e, tuple):
-            name, path = str(e[0]), Path(e[1])
-        else:
-            s = os.fspath(e)
-            if "=" in s and not Path(s).exists():
-                name, _, rest = s.partition("=")
-                path = Path(rest)
-            else:
-                path = Path(s)
-                name = _default_name(path)
-        if not name:
-            raise ValueError(f"empty dataset name for root {str(path)!r}")
-        out.append((name, path))
-    names = [n for n, _ in out]
-    dups = sorted({n for n in names if names.count(n) > 1})
-    if dups:
-        raise ValueError(f"dataset names must be unique, got {dups} twice; name roots NAME=PATH")
-    if not out:
-        raise ValueError("give at least one dataset root")
-    return out
-
-
-def collect_detection_items(
-    roots: RootsLike,
-    *,
-    seed: int = 0,
-    categories: str | Sequence[str] | None = None,
-    limit: int | None = None,
-    limit_per_category: int | None = None,
-) -> list[Item]:
-    """The test images of every root, in order (reader rejects become skipped items)."""
-
-    def stream() -> Iterator[Item]:
-        for name, path in normalize_roots(roots):
-            for r in iter_mvtec(path, dataset=name, location_questions=False, seed=seed):
-                if isinstance(r, Reject):
-                    yield Item(
-                        id=f"mvtec:{name}/{r.record}#defect",
-                        index=0,
-                        dataset=name,
-                        category=_reject_category(r.record),
-                        skip=(_reject_kind(r.reason), r.reason),
-                        extra={"image": r.record},
-                    )
-                    continue
-                assert isinstance(r, Record)
-                if not r.id.endswith("#defect"):
-                    continue
-                rel = r.image_id.removeprefix(f"mvtec:{name}/")
-                yield Item(
-                    id=r.id,
-                    index=0,
-                    dataset=name,
-                    category=r.category,
-                    record=r,
-                    extra={"image": rel},
-                )
-
-    return select(
-        stream(),
-        categories=parse_categories(categories),
-        limit=limit,
-        limit_per_category=limit_per_category,
-    )
-
-
-def _reject_category(record: str) -> str:
-    p = Path(record)  # a root that is no dataset is named by its absolute path
-    return "" if p.is_absolute() or not p.parts else p.parts[0]
-
-
-def _reject_kind(reason: str) -> str:
-    if "none of it is read" in reason:
-        return "layout"  # a folder in no known layout
-    return "mask" if "mask" in reason else "input"
 
 
 def _safe(name: str) -> str:
@@ -303,6 +211,11 @@ def run_detection(
     grid: Any = None,
     image_size: int | None = None,
     layout: str | None = None,
+    endpoint: str | Endpoint | None = None,
+    served_model: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int | None = None,
+    prompt: str = "omniad",
 ) -> EvalResult:
     """Run anomaly detection over MVTec-style folders and write the JSONL and report.
 
@@ -325,16 +238,23 @@ def run_detection(
         outline) of the first N images of each category under ``out/masks``.
     batch_size, limit, limit_per_category, categories, shard_index, num_shards,
     compare_paper, overwrite, progress, verbose, device, dtype, max_new_tokens, grid,
-    image_size, layout
+    image_size, layout, endpoint, served_model, api_key_env, concurrency
         As in :func:`omniad_train.evaluation.run_mmad`.
+    prompt : {"omniad"}
+        Detection scores the mask, so only the OmniAD prompt (which asks for one) is
+        accepted; ``"mmad"`` is refused.
     """
+    if prompt != "omniad":
+        raise ValueError(
+            f"detection needs the model's mask, which only the omniad prompt asks for; "
+            f"prompt {prompt!r} is for MMAD's questions (run_mmad / eval mmad --prompt mmad)"
+        )
     if shots not in (0, 1):
         raise ValueError(f"shots must be 0 or 1, got {shots!r}")
     if image_decision not in IMAGE_DECISIONS:
         raise ValueError(f"image_decision must be 'answer' or 'seg', got {image_decision!r}")
     if save_masks < 0:
         raise ValueError(f"save_masks must be >= 0, got {save_masks}")
-    check_model(model)  # a mistyped path fails here, before anything is read or written
     overrides = {
         "max_new_tokens": max_new_tokens,
         "grid": grid,
@@ -342,7 +262,10 @@ def run_detection(
         "layout": layout,
         "dtype": dtype,
     }
-    settings = model_settings(model, overrides)
+    served = as_endpoint(endpoint, served_model, api_key_env, concurrency)
+    # a mistyped path, an unset key variable, an unreachable URL or a wrong served model
+    # name fails here, before anything is read or written
+    chosen = run_model(model, overrides, endpoint=served)
     named = normalize_roots(roots)
     items = collect_detection_items(
         named,
@@ -353,7 +276,7 @@ def run_detection(
     )
     check_evaluable(items, "detection over " + ", ".join(f"{n}={p}" for n, p in named))
     fingerprint = {
-        **settings,
+        **chosen.settings,
         "shots": shots,
         "seed": seed,
         "roots": {name: str(path.resolve()) for name, path in named},
@@ -365,6 +288,7 @@ def run_detection(
         "limit_per_category": limit_per_category,
         "categories": sorted(cats) if cats else None,
         "save_masks": save_masks,
+        **({"concurrency": chosen.concurrency} if chosen.concurrency else {}),
     }
     out_dir = Path(out)
     result = execute(
@@ -373,7 +297,7 @@ def run_detection(
         task=_DetectionTask(out_dir, shots, save_masks),
         items=items,
         out_dir=out_dir,
-        model_factory=lambda: load_inspector(model, overrides, device),
+        model_factory=lambda: load_inspector(model, overrides, device, backend=chosen.backend),
         fingerprint=fingerprint,
         config=config,
         report_options={"compare_paper": bool(compare_paper), "image_decision": image_decision},
@@ -384,6 +308,7 @@ def run_detection(
         overwrite=overwrite,
         unit="img",
         verbose=verbose,
+        concurrency=chosen.concurrency,
     )
     return check_evaluated(result, "evaluated", "detection")
 
@@ -468,6 +393,8 @@ def detection_report(
     reports = {d: m.results() for d, m in meters.items()}
     main = reports[image_decision]
     skipped, skipped_md = skipped_summary(lines)
+    failures, failures_md = failures_summary(lines)
+    served, served_md = served_summary(lines)
     config = report_config(run, status)
     config["image_decision"] = image_decision
     shots = int(run["fingerprint"].get("shots", 0))
@@ -479,11 +406,7 @@ def detection_report(
     summary = (
         f"Detection, {shots}-shot, image level from the {image_decision}: {len(ok)} images "
         f"evaluated ({n_unans} with an unreadable answer), {len(skipped)} skipped"
-        + (
-            ""
-            if status["complete"]
-            else f"; INCOMPLETE (shards {status['missing_shards']} missing)"
-        )
+        + state_text(status, failures["count"])
         + ".\n"
     )
     per_dataset = main.to_markdown(categories=False)
@@ -551,11 +474,19 @@ def detection_report(
     t = timing(lines)
     if t["seconds_per_item"] is not None:
         config["generation_seconds_per_item"] = t["seconds_per_item"]
-    md += [skipped_md, "## Configuration", "", config_markdown(config)]
+    md += [skipped_md]
+    md += [x for x in (failures_md, served_md) if x]
+    md += ["## Configuration", "", config_markdown(config)]
     report = {
         "kind": "detection",
         "config": config,
-        "status": status,
+        "status": {
+            **status,
+            "state": run_state(status, failures["count"]),
+            "n_failed": failures["count"],
+        },
+        "failures": failures,
+        "served": served,
         "counts": {
             "evaluated": len(ok),
             "unanswerable": n_unans,

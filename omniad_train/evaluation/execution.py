@@ -5,6 +5,12 @@
 - :class:`Task`: what a runner plugs in (load an item, ask, write its line).
 - :func:`execute`: run this process's shard, resuming from its JSONL, and, once every
   shard has finished, rebuild the report with the runner's report function.
+
+In process the items are answered a batch at a time; for a served model
+(``concurrency`` given) up to that many requests are in flight at once and each answer
+is written as it arrives (:mod:`omniad_train.evaluation.answering`).  A request that
+fails after its last retry is a ``failed`` line: the run goes on, the report counts it,
+and a resumed run retries only those.
 """
 
 from __future__ import annotations
@@ -14,12 +20,22 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from omniad_train.data.records import Record
+from omniad_train.evaluation.answering import (
+    InFlight,
+    SkipItem,
+    answer_batch,
+    base_line,
+    completion_tokens,
+    failed_line,
+    prepare_groups,
+    served_fields,
+)
 from omniad_train.evaluation.runfiles import (
     ReportBuilder,
     check_run,
@@ -42,7 +58,7 @@ from omniad_train.evaluation.runlog import (
     selection_sha256,
     shard_slice,
 )
-from omniad_train.evaluation.schema import line_validator
+from omniad_train.evaluation.schema import is_finished, line_validator
 
 __all__ = [
     "EvalInterrupted",
@@ -91,15 +107,6 @@ class EvalInterrupted(KeyboardInterrupt):
         )
 
 
-class SkipItem(Exception):
-    """Raised by a task for an input it cannot use; the item is listed as skipped."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
 @dataclass
 class Item:
     """One unit of work, in the run's global order (``index``).
@@ -137,6 +144,9 @@ class EvalResult:
         Every shard has finished and the report was written.
     report : dict or None
         The report (as in ``report.json``) when complete.
+    n_failed : int
+        Items of this shard whose request failed after its last retry (a ``failed``
+        line; re-running the same command retries only those).
     """
 
     out_dir: Path
@@ -146,6 +156,7 @@ class EvalResult:
     n_new: int
     complete: bool
     report: dict[str, Any] | None = field(default=None, repr=False)
+    n_failed: int = 0
 
     @property
     def report_md(self) -> Path:
@@ -222,80 +233,6 @@ class Task(Protocol):
         """The JSONL line of a skipped item."""
 
 
-def base_line(item: Item, status: str) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "index": item.index,
-        "status": status,
-        "dataset": item.dataset,
-        "category": item.category,
-    }
-
-
-def _generate(
-    inspector: Any, task: Task, ready: list[tuple[Item, Any]], had_success: bool
-) -> tuple[dict[str, dict[str, Any]], bool]:
-    """Answer a batch; on a generation error retry one by one and skip the failures."""
-    reqs = [task.request(p) for _, p in ready]
-
-    def run(rs: Sequence[tuple[Any, str, Any, Any]]) -> list[Any]:
-        return inspector.analyze_batch(
-            [r[0] for r in rs],
-            [r[1] for r in rs],
-            [r[2] for r in rs],
-            [r[3] for r in rs],
-            batch_size=len(rs),
-            progress=False,
-        )
-
-    lines: dict[str, dict[str, Any]] = {}
-    try:
-        results = run(reqs)
-    except Exception as exc:  # e.g. out of memory, or one image the processor rejects
-        if len(ready) == 1 and not had_success:
-            raise
-        log.warning("batch failed (%s); retrying its %d items one by one", exc, len(ready))
-        failures = []
-        for (item, prep), req in zip(ready, reqs, strict=True):
-            try:
-                res = run([req])[0]
-            except Exception as one:
-                failures.append(one)
-                lines[item.id] = task.skipped(item, "model_error", f"generation failed: {one}")
-                continue
-            lines[item.id] = task.finish(item, prep, res)
-            had_success = True
-        if len(failures) == len(ready) and not had_success:
-            raise failures[0] from exc
-        return lines, had_success
-    for (item, prep), res in zip(ready, results, strict=True):
-        lines[item.id] = task.finish(item, prep, res)
-    return lines, True
-
-
-def _batches(
-    todo: list[Item], task: Task, batch_size: int
-) -> Iterator[tuple[list[Item], dict[str, dict[str, Any]], list[tuple[Item, Any]]]]:
-    """Groups of consecutive items holding up to ``batch_size`` items for the model."""
-    group: list[Item] = []
-    skipped: dict[str, dict[str, Any]] = {}
-    ready: list[tuple[Item, Any]] = []
-    for item in todo:
-        group.append(item)
-        if item.skip is not None:
-            skipped[item.id] = task.skipped(item, *item.skip)
-        else:
-            try:
-                ready.append((item, task.prepare(item)))
-            except SkipItem as s:
-                skipped[item.id] = task.skipped(item, s.kind, s.reason)
-        if len(ready) >= batch_size:
-            yield group, skipped, ready
-            group, skipped, ready = [], {}, []
-    if group:
-        yield group, skipped, ready
-
-
 def _interrupted(
     path: Path, mine: list[Item], shard: tuple[int, int], validate: Validator, overwrite: bool
 ) -> EvalInterrupted:
@@ -324,6 +261,8 @@ class _Shard:
     overwrite: bool
     unit: str
     verbose: bool
+    concurrency: int | None = None
+    give_up_after: int = 16
 
 
 def execute(
@@ -344,6 +283,8 @@ def execute(
     overwrite: bool,
     unit: str,
     verbose: bool,
+    concurrency: int | None = None,
+    give_up_after: int | None = None,
 ) -> EvalResult:
     """Run this process's shard of ``items``, resuming from its JSONL; report when complete.
 
@@ -357,9 +298,15 @@ def execute(
     folder's files changed (``--overwrite`` clears them, ``run.json`` is written, the
     log is repaired).  A model that fails to load leaves the folder as it was.  Ctrl-C
     raises :class:`EvalInterrupted` (a ``KeyboardInterrupt``) saying what is saved.
+
+    ``concurrency`` (a served model): that many requests in flight, each answer written
+    as it arrives; after ``give_up_after`` requests in a row could not reach the server
+    (default ``2 * concurrency``, at least 8) the rest are failed lines at once.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     out = Path(out_dir)
     shard = resolve_shard(shard_index, num_shards)
     i, n = shard
@@ -381,6 +328,8 @@ def execute(
         overwrite=overwrite,
         unit=unit,
         verbose=verbose,
+        concurrency=concurrency,
+        give_up_after=give_up_after or max(8, 2 * (concurrency or 1)),
     )
     path = results_path(out, i, n)
     validate = line_validator(kind)
@@ -413,7 +362,8 @@ def _run_shard(
         if not repair.clean:
             warn_repair(path, repair, "dropped; those items are redone")
         # bad inputs are re-checked: a fixed file is picked up, a bad one skipped again
-        finished = {d["id"] for d in lines_on_disk if d.get("status") != "skipped"}
+        # failed requests are retried
+        finished = {d["id"] for d in lines_on_disk if is_finished(d)}
     todo = [it for it in mine if it.id not in finished]
     n_done = len(mine) - len(todo)
     log.info(
@@ -454,7 +404,6 @@ def _run_shard(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    n_new = 0
     bar = tqdm(
         total=len(mine),
         initial=n_done,
@@ -464,28 +413,20 @@ def _run_shard(
         dynamic_ncols=True,
         smoothing=0.1,
     )
-    inspector = None
-    had_success = False
-    n_skipped = 0
-    committed = False
-    try:
-        for group, lines, ready in _batches(todo, run.task, run.batch_size):
-            if ready and inspector is None:
-                inspector = run.model_factory()
-            if not committed:
-                commit()
-                committed = True
-            if ready:
-                answered, had_success = _generate(inspector, run.task, ready, had_success)
-                lines.update(answered)
-            n_skipped += sum(1 for v in lines.values() if v.get("status") == "skipped")
-            runlog.append(lines[it.id] for it in group)
-            n_new += len(group)
-            bar.update(len(group))
-            if n_skipped:
-                bar.set_postfix(skipped=n_skipped, refresh=False)
-        if not committed:  # nothing to do: refresh run.json, repair the log
+    progress = _Progress(bar, t0)
+    state = {"committed": False}
+
+    def start() -> None:
+        if not state["committed"]:
             commit()
+            state["committed"] = True
+
+    try:
+        if run.concurrency is None:
+            n_new = _answer_in_process(run, todo, runlog, progress, start)
+        else:
+            n_new = _answer_served(run, todo, runlog, progress, start)
+        start()  # nothing to do: refresh run.json, repair the log
     finally:
         bar.close()
     n_lines = sum(1 for it in mine if it.id in runlog.done)
@@ -506,7 +447,15 @@ def _run_shard(
                 "n_new": n_new,
             },
         )
-    result = EvalResult(out, path, run.shard, len(mine), n_new, complete=False)
+    n_failed = sum(1 for it in mine if runlog.done.get(it.id, {}).get("status") == "failed")
+    if n_failed:
+        log.warning(
+            "%d request(s) failed after their last retry (status 'failed' in %s); re-run the "
+            "same command to retry only them",
+            n_failed,
+            path,
+        )
+    result = EvalResult(out, path, run.shard, len(mine), n_new, complete=False, n_failed=n_failed)
     missing, _ = shard_status(out)
     if missing:
         log.info("waiting for shard(s) %s; then run the merge step to build the report", missing)
@@ -517,3 +466,110 @@ def _run_shard(
         print(report["markdown_summary"])
         print(f"report: {out / 'report.md'}")
     return result
+
+
+# --------------------------------------------------------------------------- answering
+class _Progress:
+    """The bar's counts: requests/s and generated tokens/s since the start, skipped, failed."""
+
+    def __init__(self, bar: Any, t0: float) -> None:
+        self.bar, self.t0 = bar, t0
+        self.answered = self.tokens = self.skipped = self.failed = 0
+
+    def update(self, lines: Iterable[dict[str, Any]], tokens: int) -> None:
+        n = 0
+        for line in lines:
+            n += 1
+            status = line.get("status")
+            self.skipped += status == "skipped"
+            self.failed += status == "failed"
+            self.answered += status == "ok"
+        self.tokens += tokens
+        self.bar.update(n)
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        post: dict[str, Any] = {}
+        if self.answered:
+            post["req/s"] = f"{self.answered / dt:.2f}"
+            if self.tokens:
+                post["tok/s"] = f"{self.tokens / dt:.1f}"
+        if self.skipped:
+            post["skipped"] = self.skipped
+        if self.failed:
+            post["failed"] = self.failed
+        if post:
+            self.bar.set_postfix(post, refresh=False)
+
+
+def _answer_in_process(
+    run: _Shard, todo: list[Item], runlog: RunLog, progress: _Progress, start: Callable[[], None]
+) -> int:
+    """Batched ``generate`` calls; one append per group. Returns the lines written."""
+    inspector = None
+    had_success = False
+    n_new = 0
+    for group, lines, ready in prepare_groups(todo, run.task, run.batch_size):
+        if ready and inspector is None:
+            inspector = run.model_factory()
+        start()
+        tokens = 0
+        if ready:
+            answered, had_success, tokens = answer_batch(inspector, run.task, ready, had_success)
+            lines.update(answered)
+        runlog.append(lines[it.id] for it in group)
+        n_new += len(group)
+        progress.update((lines[it.id] for it in group), tokens)
+    return n_new
+
+
+def _answer_served(
+    run: _Shard, todo: list[Item], runlog: RunLog, progress: _Progress, start: Callable[[], None]
+) -> int:
+    """Up to ``run.concurrency`` requests in flight; each answer is written as it arrives."""
+    concurrency = int(run.concurrency or 1)
+    pool: InFlight | None = None
+    n_new = 0
+
+    def write(lines: list[dict[str, Any]], tokens: int = 0) -> None:
+        nonlocal n_new
+        if lines:
+            runlog.append(lines)
+            n_new += len(lines)
+            progress.update(lines, tokens)
+
+    def handle(answers: list[tuple[Item, Any, Any, BaseException | None]]) -> None:
+        lines, tokens = [], 0
+        for item, prep, analysis, exc in answers:
+            if exc is not None:
+                lines.append(run.task.skipped(item, "model_error", f"generation failed: {exc}"))
+            elif analysis is None:  # not sent: the server is gone
+                lines.append(failed_line(item, (pool and pool.gave_up) or "not sent"))
+            elif getattr(analysis, "error", None) is not None:
+                lines.append(failed_line(item, str(analysis.error), analysis))
+            else:
+                lines.append({**run.task.finish(item, prep, analysis), **served_fields(analysis)})
+                tokens += completion_tokens(analysis)
+        write(lines, tokens)
+
+    try:
+        for _group, skipped, ready in prepare_groups(todo, run.task, concurrency):
+            if ready and pool is None:
+                pool = InFlight(run.model_factory(), run.task, concurrency, run.give_up_after)
+            start()
+            write(list(skipped.values()))
+            for item, prep in ready:
+                pool.submit(item, prep)  # type: ignore[union-attr]
+            while pool is not None and pool.pending > 2 * concurrency:
+                handle(pool.poll(wait=True))
+            if pool is not None:
+                handle(pool.poll(wait=False))
+                if pool.gave_up:
+                    break
+        while pool is not None and pool.pending:
+            handle(pool.poll(wait=True))
+    finally:
+        if pool is not None:
+            pool.close()
+    if pool is not None and pool.gave_up:  # the rest fail at once; a re-run retries them
+        log.warning("%s; the remaining items are marked failed", pool.gave_up)
+        write([failed_line(it, pool.gave_up) for it in todo if it.id not in runlog.done])
+    return n_new

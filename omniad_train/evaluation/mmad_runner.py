@@ -23,8 +23,10 @@ from typing import Any
 
 from omniad_core.images import ImageError, load_image
 from omniad_core.metrics import MMAD_TYPES, MMADMeter
+from omniad_core.parsing import parse_response
 from omniad_train.data.records import Record, Reject
 from omniad_train.data.sources import iter_mmad
+from omniad_train.evaluation.baseline import PROMPT_DESCRIPTIONS, mmad_question
 from omniad_train.evaluation.execution import (
     EvalResult,
     Item,
@@ -34,12 +36,17 @@ from omniad_train.evaluation.execution import (
     parse_categories,
     select,
 )
-from omniad_train.evaluation.model import check_model, load_inspector, model_settings
+from omniad_train.evaluation.model import PROMPTS, Endpoint, as_endpoint, load_inspector, run_model
 from omniad_train.evaluation.paper import compare_mmad, comparison_markdown
+from omniad_train.evaluation.protocol import EvalProtocol, protocol_text
 from omniad_train.evaluation.report import (
     config_markdown,
+    failures_summary,
     report_config,
+    run_state,
+    served_summary,
     skipped_summary,
+    state_text,
     timing,
     write_report,
 )
@@ -105,10 +112,12 @@ def check_evaluable(items: Sequence[Item], what: str) -> None:
 
 
 def check_evaluated(result: EvalResult, key: str, what: str) -> EvalResult:
-    """Raise ValueError when a finished run evaluated nothing (every item was skipped)."""
+    """Raise ValueError when a finished run evaluated nothing (every item was skipped;
+    failed requests are not that: a re-run retries them)."""
     report = result.report or {}
     c = report.get("counts", {})
-    if result.complete and c.get("lines") and not c.get(key):
+    failed = (report.get("failures") or {}).get("count", 0)
+    if result.complete and c.get("lines") and not c.get(key) and not failed:
         raise ValueError(
             f"{what}: no item could be evaluated, all {c['lines']} were skipped; see the "
             f"skipped inputs in {result.report_md}"
@@ -129,10 +138,20 @@ def collect_mmad_items(
     categories: str | Sequence[str] | None = None,
     limit: int | None = None,
     limit_per_category: int | None = None,
+    protocol: EvalProtocol | None = None,
 ) -> list[Item]:
-    """The run's questions in file order: answerable records and reader rejects."""
+    """The run's questions in file order: answerable records and reader rejects.
+
+    ``protocol`` keeps only the questions of its split and leaves out training images
+    (before ``limit`` and the other filters); it counts what it left out.
+    """
 
     def stream() -> Iterator[Item]:
+        for item in read():
+            if protocol is None or protocol.keep(item):
+                yield item
+
+    def read() -> Iterator[Item]:
         for r in iter_mmad(mmad_json, image_root, reference_from=reference_from):  # type: ignore[arg-type]
             if isinstance(r, Reject):
                 key = r.record.rpartition("#")[0] if "#" in r.record else r.record
@@ -167,9 +186,13 @@ def collect_mmad_items(
 class _MMADTask:
     """Loads an item's images, asks its question and writes its line."""
 
-    def __init__(self, shots: int, reference_from: str) -> None:
+    def __init__(
+        self, shots: int, reference_from: str, prompt: str = "omniad", layout: str = "lines"
+    ) -> None:
         self.shots = shots
         self.reference_from = reference_from
+        self.prompt = prompt
+        self.layout = layout
 
     def prepare(self, item: Item) -> tuple[Any, Any, str | None, Record]:
         rec = item.record
@@ -195,6 +218,8 @@ class _MMADTask:
 
     def request(self, prepared: Any) -> tuple[Any, str, Any, Any]:
         image, ref, _, rec = prepared
+        if self.prompt == "mmad":  # the whole user turn, options and instruction included
+            return image, mmad_question(rec.question, rec.options, self.layout), None, ref
         return image, rec.question, rec.options, ref
 
     def skipped(self, item: Item, kind: str, reason: str) -> dict[str, Any]:
@@ -211,6 +236,10 @@ class _MMADTask:
         rec = item.record
         assert rec is not None
         predicted = analysis.answer
+        if self.prompt == "mmad":  # asked without options: read the letter against them
+            predicted = parse_response(
+                analysis.response, options=rec.options, grid=analysis.parsed.grid
+            ).answer
         return {
             **base_line(item, "ok"),
             "image": item.extra.get("image"),
@@ -253,6 +282,16 @@ def run_mmad(
     grid: Any = None,
     image_size: int | None = None,
     layout: str | None = None,
+    endpoint: str | Endpoint | None = None,
+    served_model: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int | None = None,
+    prompt: str = "omniad",
+    holdout_fraction: float | None = None,
+    split_seed: int = 0,
+    split_file: str | os.PathLike[str] | None = None,
+    exclude_training: Sequence[str | os.PathLike[str]] = (),
+    refuse_training: Sequence[str | os.PathLike[str]] = (),
 ) -> EvalResult:
     """Ask every MMAD question and write ``results.jsonl`` plus the report.
 
@@ -287,6 +326,20 @@ def run_mmad(
         Show a progress bar; print the table when the report is written.
     device, dtype, max_new_tokens, grid, image_size, layout
         Model loading options (checkpoint paths only; an Inspector is used as is).
+        With an endpoint, grid, image size and layout come from here or the defaults.
+    endpoint, served_model, api_key_env, concurrency
+        A served model instead of ``model`` (None): an OpenAI-compatible API root, the
+        name it serves, the environment variable holding the key, requests in flight
+        (default 8).  Checked before any work; the fingerprint holds the URL and the name.
+        An :class:`~omniad_train.evaluation.model.Endpoint` gives retries and timeouts too.
+    prompt : {"omniad", "mmad"}
+        ``mmad`` asks MMAD's way (:mod:`omniad_train.evaluation.baseline`): no system
+        turn, the letter only; scored by the same meter.
+    holdout_fraction, split_seed, split_file, exclude_training, refuse_training
+        The protocol (:class:`~omniad_train.evaluation.protocol.EvalProtocol`): a
+        held-out split by image, or the images of a split file; leave out, or refuse,
+        the training images of prepared dataset folders.  Recorded in ``run.json`` and
+        printed in the report.
 
     Returns
     -------
@@ -297,7 +350,8 @@ def run_mmad(
         raise ValueError(f"shots must be 0 or 1, got {shots!r}")
     if reference_from not in ("similar", "random"):
         raise ValueError(f"reference_from must be 'similar' or 'random', got {reference_from!r}")
-    check_model(model)  # a mistyped path fails here, before anything is read or written
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
     overrides = {
         "max_new_tokens": max_new_tokens,
         "grid": grid,
@@ -305,7 +359,17 @@ def run_mmad(
         "layout": layout,
         "dtype": dtype,
     }
-    settings = model_settings(model, overrides)
+    served = as_endpoint(endpoint, served_model, api_key_env, concurrency)
+    # a mistyped path, an unset key variable, an unreachable URL or a wrong served model
+    # name fails here, before anything is read or written
+    chosen = run_model(model, overrides, endpoint=served, prompt=prompt)
+    protocol = EvalProtocol(
+        holdout_fraction=holdout_fraction,
+        split_seed=split_seed,
+        split_file=split_file,
+        exclude_training=list(exclude_training),
+        refuse_training=list(refuse_training),
+    )
     items = collect_mmad_items(
         mmad_json,
         image_root,
@@ -313,30 +377,40 @@ def run_mmad(
         categories=categories,
         limit=limit,
         limit_per_category=limit_per_category,
+        protocol=protocol,
     )
+    protocol.check_split_found()
     check_evaluable(items, f"MMAD questions of {str(mmad_json)!r}")
+    protocol.refuse(items)
     root = Path(image_root) if image_root is not None else Path(mmad_json).parent
     fingerprint = {
-        **settings,
+        **chosen.settings,
         "shots": shots,
         "reference_from": reference_from if shots == 1 else None,
         "mmad_json": str(Path(mmad_json).resolve()),
         "image_root": str(root.resolve()),
     }
+    setting = protocol.setting()
+    if setting != {"split": "full", "exclude_training": [], "refuse_training": []}:
+        fingerprint["protocol"] = setting  # a full-benchmark run resumes runs made before
     cats = parse_categories(categories)
     config = {
         "batch_size": batch_size,
+        **({"concurrency": chosen.concurrency} if chosen.concurrency else {}),
         "limit": limit,
         "limit_per_category": limit_per_category,
         "categories": sorted(cats) if cats else None,
+        "protocol": {**setting, **protocol.summary(len(items))},
     }
     result = execute(
         kind=KIND,
         report=mmad_report,
-        task=_MMADTask(shots, reference_from),
+        task=_MMADTask(shots, reference_from, prompt, layout or getattr(model, "layout", "lines")),
         items=items,
         out_dir=out,
-        model_factory=lambda: load_inspector(model, overrides, device),
+        model_factory=lambda: load_inspector(
+            model, overrides, device, backend=chosen.backend, prompt=prompt
+        ),
         fingerprint=fingerprint,
         config=config,
         report_options={"compare_paper": bool(compare_paper)},
@@ -347,11 +421,20 @@ def run_mmad(
         overwrite=overwrite,
         unit="q",
         verbose=verbose,
+        concurrency=chosen.concurrency,
     )
     return check_evaluated(result, "answered", "MMAD")
 
 
 # --------------------------------------------------------------------------- report
+def _model_row(fingerprint: dict[str, Any]) -> str:
+    """How a report names the model: the checkpoint, or ``name @ URL`` for a served one."""
+    name = str(fingerprint.get("model", "?"))
+    if fingerprint.get("backend") == "endpoint":
+        return f"{name} @ {fingerprint.get('endpoint')}"
+    return name
+
+
 def mmad_meter(lines: Sequence[dict[str, Any]]) -> MMADMeter:
     """An :class:`MMADMeter` from result lines (answered ones; correctness recomputed)."""
     meter = MMADMeter()
@@ -396,8 +479,14 @@ def mmad_report(
     wrong = meter.results(unanswerable="wrong")
     drop = meter.results(unanswerable="drop")
     skipped, skipped_md = skipped_summary(lines)
+    failures, failures_md = failures_summary(lines)
+    served, served_md = served_summary(lines)
     config = report_config(run, status)
-    shots = int(run["fingerprint"].get("shots", 0))
+    fp = run["fingerprint"]
+    shots = int(fp.get("shots", 0))
+    prompt = str(fp.get("prompt", "omniad"))
+    protocol = protocol_text(fp.get("protocol"), run.get("config", {}).get("protocol"))
+    state = run_state(status, failures["count"])
     n_answered = meter.n_questions
     n_unans = meter.n_unanswerable
     subset = bool(
@@ -410,20 +499,23 @@ def mmad_report(
         "lines": len(lines),
     }
     summary = (
-        f"MMAD, {shots}-shot: {n_answered} questions answered ({n_unans} unanswerable, "
-        f"counted as wrong), {len(skipped)} skipped"
-        + (
-            ""
-            if status["complete"]
-            else f"; INCOMPLETE (shards {status['missing_shards']} missing)"
-        )
+        f"MMAD, {shots}-shot, {prompt} prompt, {protocol}: {n_answered} questions answered "
+        f"({n_unans} unanswerable, counted as wrong), {len(skipped)} skipped"
+        + state_text(status, failures["count"])
         + ".\n"
     )
+    model_row = _model_row(fp)
     main_table = wrong.to_markdown()
     md = [
         "# MMAD evaluation",
         "",
         summary,
+        "| Model | Prompt | Protocol | Shots |",
+        "|---|---|---|--:|",
+        f"| {model_row} | {prompt} | {protocol} | {shots} |",
+        "",
+        f"Prompt {PROMPT_DESCRIPTIONS.get(prompt, prompt)}",
+        "",
         "## Accuracy (%), Table 2 layout",
         "",
         "Unanswerable responses (no option letter among the options could be read) count as "
@@ -458,16 +550,26 @@ def mmad_report(
     t = timing(lines)
     if t["seconds_per_item"] is not None:
         config["generation_seconds_per_item"] = t["seconds_per_item"]
-    md += [skipped_md, "## Configuration", "", config_markdown(config)]
+    md += [skipped_md]
+    md += [x for x in (failures_md, served_md) if x]
+    md += ["## Configuration", "", config_markdown(config)]
     markdown = "\n".join(md)
     report = {
         "kind": "mmad",
         "config": config,
-        "status": status,
+        "status": {**status, "state": state, "n_failed": failures["count"]},
         "counts": counts,
+        "model": model_row,
+        "prompt": prompt,
+        "protocol_text": protocol,
+        "failures": failures,
+        "served": served,
         "protocol": {
             "unanswerable": "counted as wrong in 'accuracy'; left out in 'accuracy_dropped'",
             "skipped": "listed, not scored",
+            "failed": "requests that failed after their last retry: listed, not scored; "
+            "a re-run retries them",
+            "evaluation": fp.get("protocol") or {"split": "full"},
             "types": list(MMAD_TYPES),
         },
         "accuracy": {"rows": wrong.to_dicts(), "pooled": wrong.pooled.to_dict()},

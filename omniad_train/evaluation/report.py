@@ -21,8 +21,12 @@ __all__ = [
     "PRPoint",
     "config_markdown",
     "draw_pr_points",
+    "failures_summary",
     "report_config",
+    "run_state",
+    "served_summary",
     "skipped_summary",
+    "state_text",
     "timing",
     "write_report",
 ]
@@ -96,6 +100,99 @@ def skipped_summary(lines: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any
     if len(skipped) > SKIP_LIST_LIMIT:
         md.append(f"\n... and {len(skipped) - SKIP_LIST_LIMIT} more (all are in report.json).")
     return skipped, "\n".join(md) + "\n"
+
+
+def failures_summary(lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Requests that failed after their last retry (``status: "failed"``) and a Markdown
+    section listing them; empty text when there are none.
+
+    They are neither answers nor unanswerable responses: they are not scored, the run
+    is incomplete until a re-run of the same command has retried them.
+    """
+    failed = [
+        {
+            "id": d["id"],
+            "reason": d.get("reason", ""),
+            "dataset": d.get("dataset", ""),
+            "category": d.get("category", ""),
+        }
+        for d in lines
+        if d.get("status") == "failed"
+    ]
+    out = {"count": len(failed), "items": failed}
+    if not failed:
+        return out, ""
+    md = [
+        f"## Failed requests ({len(failed)})",
+        "",
+        "These requests failed after their last retry (the server was down, overloaded or "
+        "refused them). They are not scored, and are not counted as unanswerable: re-run "
+        "the same command to retry only them.",
+        "",
+        "| Reason | Count |",
+        "|---|--:|",
+    ]
+    md += [f"| {_show(r)} | {c} |" for r, c in Counter(f["reason"] for f in failed).most_common(10)]
+    md += ["", "| Item | Reason |", "|---|---|"]
+    md += [f"| `{f['id']}` | {_show(f['reason'])} |" for f in failed[:SKIP_LIST_LIMIT]]
+    if len(failed) > SKIP_LIST_LIMIT:
+        md.append(f"\n... and {len(failed) - SKIP_LIST_LIMIT} more (all are in report.json).")
+    return out, "\n".join(md) + "\n"
+
+
+def served_summary(lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """Token counts of a served model's answers and the responses whose ``<seg>`` the
+    server dropped (None and no text for an in-process run)."""
+    served = [d for d in lines if d.get("status") == "ok" and isinstance(d.get("served"), dict)]
+    if not served:
+        return None, ""
+    stripped = [d["id"] for d in served if d.get("seg_stripped")]
+    split = sum(1 for d in served if d["served"].get("reasoning_content"))
+    tokens = [d["served"].get("completion_tokens") for d in served]
+    cut = sum(1 for d in served if d["served"].get("finish_reason") == "length")
+    out = {
+        "answers": len(served),
+        "completion_tokens": sum(t for t in tokens if isinstance(t, int)),
+        "split_by_server": split,
+        "cut_at_max_tokens": cut,
+        "seg_stripped": len(stripped),
+        "seg_stripped_items": stripped[:SKIP_LIST_LIMIT],
+    }
+    md = [
+        "## Served model",
+        "",
+        f"{len(served)} answers from the endpoint, {out['completion_tokens']} generated tokens; "
+        f"{split} replies split by the server into reasoning_content and content (rebuilt), "
+        f"{cut} cut at the token budget.",
+    ]
+    if stripped:
+        problem = next(d.get("seg_problem") for d in served if d.get("seg_stripped"))
+        md += [
+            "",
+            f"**{len(stripped)} responses came back without their `<seg>` block**: their masks "
+            f"are lost and pixel figures count them as empty masks. {problem}",
+        ]
+    return out, "\n".join(md) + "\n"
+
+
+def run_state(status: dict[str, Any], n_failed: int) -> str:
+    """``complete``, ``incomplete_with_failures`` or ``incomplete`` (shards missing)."""
+    if not status.get("complete"):
+        return "incomplete"
+    return "incomplete_with_failures" if n_failed else "complete"
+
+
+def state_text(status: dict[str, Any], n_failed: int) -> str:
+    """What a report's summary line adds for an incomplete run (empty when complete)."""
+    parts = []
+    if not status.get("complete"):
+        parts.append(f"INCOMPLETE (shards {status['missing_shards']} missing)")
+    if n_failed:
+        parts.append(
+            f"INCOMPLETE WITH FAILURES: {n_failed} requests failed after their last retry "
+            "(not scored; re-run the same command to retry them)"
+        )
+    return "".join(f"; {p}" for p in parts)
 
 
 def timing(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -5,14 +5,19 @@ folder").  On resume, and when a report is built, every line is checked against 
 fields its runner writes, their types and the status values; a line that fails (e.g.
 one holding only ``{"id": ...}``, or an unknown ``status``) is not a finished item: it
 is dropped, its item is redone, and the file and line are named in a warning.  A
-report checks only the fields it reads (``full=False``), so hand-made result files
+``failed`` line (a request that failed after its last retry) is a valid line but not a
+finished item: a resumed run redoes it.  A report checks only the fields it reads (``full=False``), so hand-made result files
 with just those fields can be reported on.
 
 >>> check_line("mmad", {"id": "q1"})
 "no 'index' (expected an integer)"
 >>> check_line("mmad", {"id": "q1", "index": 0, "status": "maybe", "dataset": "D",
 ...                     "category": "c"})
-"'status' is 'maybe'; expected 'ok' or 'skipped'"
+"'status' is 'maybe'; expected 'ok', 'skipped' or 'failed'"
+>>> check_line("mmad", {"id": "q1", "index": 0, "status": "failed", "dataset": "D",
+...                     "category": "c", "reason": "HTTP 503 (after 5 attempts)"})
+>>> is_finished({"status": "failed"}), is_finished({"status": "ok"})
+(False, True)
 >>> check_line("detection", {"id": "d", "index": 0, "status": "skipped", "dataset": "D",
 ...                          "category": "c", "skip_kind": "image", "reason": "unreadable"})
 """
@@ -25,10 +30,15 @@ from typing import Any
 
 from omniad_train.evaluation.runlog import Validator
 
-__all__ = ["KINDS", "STATUSES", "check_line", "line_validator"]
+__all__ = ["KINDS", "REDONE_ON_RESUME", "STATUSES", "check_line", "is_finished", "line_validator"]
 
-#: The status values a runner writes.
-STATUSES = ("ok", "skipped")
+#: The status values a runner writes: an answered item, an input it could not use, a
+#: request that failed after its last retry (a served model that was down or overloaded).
+STATUSES = ("ok", "skipped", "failed")
+
+#: Lines of these statuses are valid but not finished: a resumed run redoes their items
+#: (a skipped input is re-checked, a failed request retried).
+REDONE_ON_RESUME = ("skipped", "failed")
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -82,6 +92,7 @@ _BASE: dict[str, Check] = {
     "category": STR,
 }
 _SKIPPED: dict[str, Check] = {"skip_kind": STR, "reason": STR}
+_FAILED: dict[str, Check] = {"reason": STR}
 _OK: dict[str, dict[str, Check]] = {
     "mmad": {
         "image": STR,
@@ -151,9 +162,11 @@ def check_line(kind: str, line: Mapping[str, Any], *, full: bool = True) -> str 
         return problem
     status = line["status"]
     if status not in STATUSES:
-        return f"'status' is {status!r}; expected 'ok' or 'skipped'"
+        return f"'status' is {status!r}; expected 'ok', 'skipped' or 'failed'"
     if status == "skipped":
         return _fields(line, _SKIPPED) if full else None
+    if status == "failed":
+        return _fields(line, _FAILED) if full else None
     checks = _OK[kind] if full else {k: _OK[kind][k] for k in _REPORT[kind]}
     problem = _fields(line, checks)
     if problem is not None or kind != "detection" or not full:
@@ -162,6 +175,11 @@ def check_line(kind: str, line: Mapping[str, Any], *, full: bool = True) -> str 
     if sum(line["pixel"]) != h * w:
         return f"'pixel' counts sum to {sum(line['pixel'])}, not height x width = {h * w}"
     return None
+
+
+def is_finished(line: Mapping[str, Any]) -> bool:
+    """Whether a (valid) line's item is done: not skipped, not a failed request."""
+    return line.get("status") not in REDONE_ON_RESUME
 
 
 def line_validator(kind: str, *, full: bool = True) -> Validator:
