@@ -175,6 +175,23 @@ def machine_info() -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- main
+#: Sections other benchmarks write into the same page (kept when this one rewrites it).
+KEPT_MARKERS = (("<!-- bench_serving: start -->", "<!-- bench_serving: end -->"),)
+
+
+def kept_sections(path: Path) -> str:
+    """The marked sections of other benchmarks in ``path``, to append after a rewrite."""
+    if not path.is_file():
+        return ""
+    old = path.read_text(encoding="utf-8")
+    kept = []
+    for start, end in KEPT_MARKERS:
+        i, j = old.find(start), old.find(end)
+        if 0 <= i < j:
+            kept.append(old[i : j + len(end)])
+    return "".join(f"\n{block}\n" for block in kept)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every section, print the tables and, with ``--out``, write them as Markdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -210,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render_markdown(command, info, [goals, *sections], cfg, elapsed))
+        text = render_markdown(command, info, [goals, *sections], cfg, elapsed)
+        args.out.write_text(text + kept_sections(args.out))
         console.print(f"wrote {args.out}")
     return 0
 
