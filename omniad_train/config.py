@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -54,14 +55,17 @@ from omniad_train.script_args import OmniADScriptArguments
 __all__ = [
     "GRPO_COLUMNS",
     "LANGUAGE_LORA_TARGETS",
+    "RENAMED_KEYS",
     "SFT_COLUMNS",
     "OmniADScriptArguments",
     "RecipeError",
     "apply_defaults",
     "check_args",
     "check_dataset",
+    "checkpointing_args",
     "dataset_spec",
     "load_manifest",
+    "normalize_options",
     "parse_recipe",
     "read_recipe",
 ]
@@ -176,14 +180,130 @@ def _hint_key(key: str, known: Iterable[str]) -> str:
     return f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
+#: Training arguments transformers renamed (old name -> new name): a recipe may use either,
+#: and the one the installed transformers lacks is read as the other, so recipes work on
+#: both sides of the rename and the new name avoids its FutureWarning.
+RENAMED_KEYS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def normalize_options(tokens: Sequence[str]) -> list[str]:
+    """Command-line tokens with ``--flag-name`` spelled ``--flag_name`` (values untouched).
+
+    Recipe keys are Python field names; this lets the command line use either spelling.
+    A bare ``--`` ends the options.
+
+    >>> normalize_options(["--learning-rate", "1e-4", "--max-steps=5", "--", "--x-y"])
+    ['--learning_rate', '1e-4', '--max_steps=5', '--', '--x-y']
+    """
+    out: list[str] = []
+    tokens = list(tokens)
+    for k, token in enumerate(tokens):
+        if token == "--":
+            return out + tokens[k:]
+        if token.startswith("--") and len(token) > 2:
+            name, eq, value = token.partition("=")
+            token = "--" + name[2:].replace("-", "_") + eq + value
+        out.append(token)
+    return out
+
+
+def _renames(hints: Iterable[str]) -> dict[str, str]:
+    """``name as written -> name the installed classes have`` for :data:`RENAMED_KEYS`."""
+    known = set(hints)
+    out: dict[str, str] = {}
+    for old, new in RENAMED_KEYS.items():
+        if new in known:
+            out[old] = new
+        elif old in known:
+            out[new] = old
+    return out
+
+
+def _rename_cli(cli: list[str], renames: dict[str, str], dests: set[str]) -> list[str]:
+    """``--old value`` as ``--new value`` (and ``--no_old`` as ``--new false``)."""
+    out: list[str] = []
+    for token in cli:
+        name, eq, value = token.partition("=")
+        key = name[2:] if name.startswith("--") else ""
+        if key in renames:
+            token = f"--{renames[key]}{eq}{value}"
+        elif key.startswith("no_") and key[3:] in renames and not eq:
+            new = renames[key[3:]]
+            out += [f"--no_{new}"] if f"--no_{new}" in dests else [f"--{new}", "false"]
+            continue
+        out.append(token)
+    return out
+
+
+def _renamed_data(data: dict[str, Any], renames: dict[str, str], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = renames.get(key, key)
+        if name in out and out[name] != value:
+            raise RecipeError(
+                f"{key} = {value!r} and {name} = {out[name]!r} {where} disagree (one is the "
+                "other's old name); keep one of them"
+            )
+        out[name] = value
+    return out
+
+
+def _checkpointing_default(training_cls: type, hints: Iterable[str], given: set[str]) -> list[str]:
+    """TRL's default for activation checkpointing, under transformers' new name.
+
+    TRL sets ``gradient_checkpointing=True`` by default; transformers then warns that the
+    name is deprecated although the user set nothing.  Passing the same default under
+    the new name keeps the behaviour and the warning away.
+    """
+    old, new = "gradient_checkpointing", "activation_checkpointing"
+    if new not in set(hints) or given & {old, new}:
+        return []
+    default = _field_default(training_cls, old)
+    if default is None or _field_default(training_cls, new) is not None:
+        return []
+    return [f"--{new}", str(bool(default)).lower()]
+
+
+def _deepspeed_override(value: Any) -> list[str]:
+    """``--deepspeed PATH`` for the name of a shipped DeepSpeed config (a local file wins).
+
+    Raises
+    ------
+    RecipeError
+        ``value`` names neither a file nor a shipped config.
+    """
+    from omniad_train.recipe_yaml import resolve_shipped, shipped_recipes
+
+    if not isinstance(value, str) or not value or value.lstrip().startswith("{"):
+        return []
+    if Path(value).is_file():
+        return []
+    shipped = resolve_shipped(value, ("deepspeed",))
+    if shipped is not None:
+        return ["--deepspeed", str(shipped)]
+    names = ", ".join(f.name for f in shipped_recipes() if f.kind == "deepspeed")
+    raise RecipeError(
+        f"deepspeed = {value!r}: no such file and no shipped DeepSpeed config of that name; "
+        f"pass a DeepSpeed JSON path or one of {names}"
+    )
+
+
 def parse_recipe(
     training_cls: type, argv: Sequence[str] | None = None, *, world_size: int | None = None
 ) -> tuple[Any, Any, Any]:
-    """Parse ``[--config recipe.yaml] [--key value ...]`` into the three dataclasses.
+    """Parse ``[--config RECIPE] [--key value ...]`` into the three dataclasses.
 
-    The recipe is read with :func:`read_recipe`; unknown keys raise :class:`RecipeError`
-    naming the closest known key, and every value is checked (:func:`check_args`)
-    before anything is built from it.
+    ``RECIPE`` is a YAML path or the name of a shipped recipe (``qwen2_5_vl_7b/sft``; a
+    local path wins, see :func:`~omniad_train.recipe_yaml.resolve_recipe`).  The recipe
+    is read with :func:`read_recipe`; unknown keys raise :class:`RecipeError` naming the
+    closest known key, and every value is checked (:func:`check_args`) before anything
+    is built from it.  Options may be spelled ``--key_name`` or ``--key-name``; the
+    ``deepspeed`` key takes a path or a shipped config's name (``deepspeed/zero3``);
+    ``gradient_checkpointing`` and ``activation_checkpointing`` (transformers' new name,
+    :data:`RENAMED_KEYS`) are both read.
 
     With ``global_batch_size`` set, ``per_device_train_batch_size`` and
     ``gradient_accumulation_steps`` are derived from it and ``world_size`` (default: the
@@ -194,23 +314,31 @@ def parse_recipe(
     """
     from trl import ModelConfig, TrlParser
 
+    from omniad_train import _quiet
+    from omniad_train.recipe_yaml import resolve_recipe
+
+    _quiet.quiet_known_noise()
     classes = (OmniADScriptArguments, training_cls, ModelConfig)
     parser = TrlParser(classes, exit_on_error=False)
     hints = field_hints(classes)
-    args = list(argv) if argv is not None else sys.argv[1:]
+    renames = _renames(hints)
+    args = normalize_options(list(argv) if argv is not None else sys.argv[1:])
     recipe: Path | None = None
     cli = list(args)
     if "--config" in args:
         i = args.index("--config")
         if i + 1 >= len(args) or args[i + 1].startswith("--"):
-            raise RecipeError("--config needs a recipe path: --config PATH/TO/recipe.yaml")
-        recipe = Path(args[i + 1])
+            raise RecipeError(
+                "--config needs a recipe: --config PATH/TO/recipe.yaml or a shipped "
+                "recipe's name (`omniad-train recipes` lists them)"
+            )
+        recipe = resolve_recipe(args[i + 1])
         cli = args[:i] + args[i + 2 :]
         if "--config" in cli:
             raise RecipeError("--config is given twice; pass one recipe")
     data = read_recipe(recipe) if recipe is not None else {}
     in_recipe = f"in recipe {recipe}"
-    unknown = [k for k in data if k != "env" and k not in hints]
+    unknown = [k for k in data if k != "env" and k not in hints and k not in renames]
     if unknown:
         raise RecipeError(
             f"unknown key(s) in recipe {recipe}: {', '.join(_hint_key(k, hints) for k in unknown)}"
@@ -222,11 +350,13 @@ def parse_recipe(
         isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in env.items()
     ):
         raise RecipeError(f"env {in_recipe} must map variable names to plain values")
+    data = _renamed_data(data, renames, in_recipe)
     for key, value in data.items():
         if key != "env":
             check_raw(key, value, *hints[key], in_recipe)
 
     dests = {opt: action.dest for opt, action in parser._option_string_actions.items()}
+    cli = _rename_cli(cli, renames, set(dests))
     on_cli: set[str] = set()
     for token in cli:
         if token.startswith("--"):
@@ -244,7 +374,12 @@ def parse_recipe(
             for key in sorted(on_cli):
                 check_value(key, getattr(namespace, key), "on the command line")
         derived = _batch_overrides(training_cls, data, namespace, on_cli, world_size)
-        parsed = tuple(parser.parse_args_and_config([*args, *derived]))
+        derived += _checkpointing_default(training_cls, hints, set(data) | on_cli)
+        derived += _deepspeed_override(_given("deepspeed", data, namespace, on_cli))
+        for key, value in env.items():  # as TrlParser does with a recipe's env
+            os.environ[key] = str(value)
+        parser.set_defaults_with_config(**{k: v for k, v in data.items() if k != "env"})
+        parsed = tuple(parser.parse_args_into_dataclasses(args=[*cli, *derived]))
     except argparse.ArgumentError as exc:
         raise RecipeError(f"command line: {' '.join(str(exc).split())}") from None
     except (ValueError, TypeError, ArithmeticError) as exc:
@@ -262,3 +397,26 @@ def parse_recipe(
     apply_defaults(*parsed)
     check_args(*parsed, origin=origin)
     return parsed  # type: ignore[return-value]
+
+
+def checkpointing_args(training_cls: type, enabled: bool) -> dict[str, bool]:
+    """``{name: enabled}`` for activation checkpointing, under the name ``training_cls``
+    has (transformers' new ``activation_checkpointing`` when it exists), for code that
+    builds a TRL config directly.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Old:
+    ...     gradient_checkpointing: bool = True
+    >>> checkpointing_args(Old, False)
+    {'gradient_checkpointing': False}
+    """
+    from dataclasses import fields
+
+    names = {f.name for f in fields(training_cls)}
+    key = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    return {key: enabled}

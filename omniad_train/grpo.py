@@ -1,6 +1,6 @@
 """GRPO with the three OmniAD rewards on TRL's ``GRPOTrainer``.
 
-    omniad-train grpo --config recipes/tiny_cpu/grpo.yaml [--key value ...]
+    omniad-train grpo --config tiny_cpu/grpo [--key value ...]
 
 Rewards: format (1/0), detection (``alpha * F1``, pixel-exact against the ``mask``
 column), answer (``answer_correct`` / ``answer_wrong``); their weights are GRPOConfig's
@@ -62,6 +62,9 @@ def main(
     three paper rewards configured from ``script_args`` on the prepared data's grid.
     Every check runs before any model loads (see :func:`omniad_train.sft.main`).
     """
+    from omniad_train._quiet import quiet_known_noise
+
+    quiet_known_noise()  # known library noise only (omniad_train._quiet)
     from trl import GRPOTrainer
 
     apply_defaults(script_args, training_args, model_args)

@@ -133,6 +133,9 @@ class Chart:
         Pixels to the right of the plot area for the legend.
     integer_x : bool
         Ticks of the x axis at whole numbers only.
+    pad : int
+        Pixels between the frame and the outer ticks, so that marks on the range's edge
+        (a point at recall 1.0) are drawn whole inside the frame.
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class Chart:
         xticks: Sequence[float] | None = None,
         yticks: Sequence[float] | None = None,
         integer_x: bool = False,
+        pad: int = 0,
     ) -> None:
         from PIL import Image, ImageDraw
 
@@ -162,17 +166,20 @@ class Chart:
         self.yticks = list(yticks) if yticks is not None else nice_ticks(*ylim)
         self.x0, self.x1 = self.xticks[0], self.xticks[-1]
         self.y0, self.y1 = self.yticks[0], self.yticks[-1]
+        self.pad = max(0, int(pad))
         self._frame(title, xlabel, ylabel)
         self._legend_y = self.top + 10
 
     # ------------------------------------------------------------------ coordinates
     def xy(self, x: float, y: float) -> tuple[float, float]:
-        """Pixel position of the data point ``(x, y)``."""
+        """Pixel position of the data point ``(x, y)`` (the outer ticks ``pad`` pixels
+        inside the frame)."""
         fx = (x - self.x0) / ((self.x1 - self.x0) or 1.0)
         fy = (y - self.y0) / ((self.y1 - self.y0) or 1.0)
+        pad = self.pad
         return (
-            self.left + fx * (self.right - self.left),
-            self.bottom - fy * (self.bottom - self.top),
+            self.left + pad + fx * (self.right - self.left - 2 * pad),
+            self.bottom - pad - fy * (self.bottom - self.top - 2 * pad),
         )
 
     # ------------------------------------------------------------------ frame
@@ -378,12 +385,19 @@ class PRPoint:
 
 _PR_COLORS: dict[str, RGB] = {"pixel": COLORS[0], "image": COLORS[1]}
 _UNIT = [k / 5 for k in range(6)]
+#: Pixels between the PR chart's frame and recall / precision 0 and 1: the largest marker
+#: (radius 7, a 2-pixel outline) on the edge stays whole inside the frame.
+_PR_PAD = 11
 
 
 def draw_pr_points(
     points: Sequence[PRPoint], path: Path, *, title: str, size: tuple[int, int] = (720, 640)
 ) -> Path:
-    """Draw precision (y) against recall (x) for the given operating points as a PNG."""
+    """Draw precision (y) against recall (x) for the given operating points as a PNG.
+
+    The axes are padded (:data:`_PR_PAD` pixels): a point at recall or precision 0 or 1
+    is drawn whole inside the frame, not cut by it.
+    """
     chart = Chart(
         size,
         xlim=(0.0, 1.0),
@@ -394,13 +408,18 @@ def draw_pr_points(
         xlabel="Recall",
         ylabel="Precision",
         legend_width=160,
+        pad=_PR_PAD,
     )
+    # the F1 labels sit right of the frame, level with where each curve meets recall 1
+    label_dx = chart.right - chart.xy(1.0, 0.0)[0] + 4
     # iso-F1 curves: precision = f r / (2 r - f), from precision 1 (r = f / (2 - f)) to r = 1
     for f in (0.2, 0.4, 0.6, 0.8):
         r0 = f / (2 - f)
         rs = [r0 + (1 - r0) * (k / 300) ** 2 for k in range(301)]
         chart.line([(r, f * r / (2 * r - f)) for r in rs], (170, 170, 170), width=1, dash=6.0)
-        chart.label(1.0, f / (2 - f), f"F1={f:.1f}", (140, 140, 140), offset=(4, 0), anchor="lm")
+        chart.label(
+            1.0, f / (2 - f), f"F1={f:.1f}", (140, 140, 140), offset=(label_dx, 0), anchor="lm"
+        )
     for pt in points:
         if not _finite(pt.precision, pt.recall):
             continue

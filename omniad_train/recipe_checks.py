@@ -192,6 +192,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "bf16": Rule("bool", none=True),
     "fp16": _BOOL,
     "gradient_checkpointing": _BOOL,
+    "activation_checkpointing": Rule("bool", none=True),
     "trust_remote_code": _BOOL,
     "save_only_model": _BOOL,
     # SFT

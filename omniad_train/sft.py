@@ -1,6 +1,6 @@
 """Supervised fine-tuning on prepared OmniAD data with TRL's ``SFTTrainer``.
 
-    omniad-train sft --config recipes/tiny_cpu/sft.yaml [--key value ...]
+    omniad-train sft --config tiny_cpu/sft [--key value ...]
 
 Completion-only loss (the prompt and images are context), full fine-tuning or LoRA
 (``use_peft: true`` with TRL's ``ModelConfig`` LoRA fields), DeepSpeed through
@@ -41,6 +41,9 @@ def main(script_args: OmniADScriptArguments, training_args: Any, model_args: Any
     checkpoint to resume from.  Checkpoints record the dataset's prompt spec
     (:func:`dataset_spec`) in their ``omniad.json``.
     """
+    from omniad_train._quiet import quiet_known_noise
+
+    quiet_known_noise()  # known library noise only (omniad_train._quiet)
     from trl import SFTTrainer
 
     apply_defaults(script_args, training_args, model_args)

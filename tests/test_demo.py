@@ -35,6 +35,15 @@ def test_smallest_demo_runs_to_its_report_and_resumes(tmp_path):
     assert "detection: pixel f1" in report and "MMAD: average" in report
     assert (tmp_path / "demo" / "grpo_rewards.png").is_file()
     assert list((tmp_path / "demo" / "overlays").glob("*.png"))
+    # issue 15: a quick plan says what it is for, the best model comes with its rule, and
+    # every overlay has a legend strip under the 224-px image
+    assert report.startswith("# OmniAD demo on synthetic defects\n\n**This is a quick run")
+    assert "## Best model" in report and result.best.rule in report
+    assert result.best_stage == result.best.stage
+    from PIL import Image
+
+    for shown in (tmp_path / "demo" / "overlays").glob("*.png"):
+        assert Image.open(shown).size[1] == 224 + 22
     data = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert set(data["metrics"]) == set(STAGES)
     assert (result.best_model / "model.safetensors").is_file()
@@ -151,3 +160,35 @@ def test_metric_keys_are_structured_and_read_from_old_and_new_files(tmp_path):
     assert _metrics_from_json(old) == figures
     assert _fmt(MEAN_R_DET, 1.5) == "1.500" and _fmt(MetricKey("MMAD", "average"), 50) == "50.0"
     assert _metrics_from_json(None) == {} and _metrics_from_json(["x"]) == {}
+
+
+# --------------------------------------------------------------------------- determinism
+def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(tmp_path):
+    """Issue 15, item 11: a run is deterministic for a seed on one machine (one thread,
+    seeded Python / NumPy / torch, deterministic torch kernels); the seed matters."""
+    import dataclasses
+
+    import torch
+
+    plan = DemoPlan.quick(
+        vision_steps=2,
+        sft_steps=3,
+        grpo_steps=1,
+        grpo_batch=4,
+        mmad_limit=4,
+        max_new_tokens=16,
+        categories=("fabric",),
+    )
+    before = torch.are_deterministic_algorithms_enabled()
+    a = run_demo(tmp_path / "a", plan)
+    b = run_demo(tmp_path / "b", plan)
+    c = run_demo(tmp_path / "c", dataclasses.replace(plan, seed=1))
+    assert torch.are_deterministic_algorithms_enabled() == before  # restored after the run
+    for stage in ("untrained", "sft", "sft_grpo"):
+        same = [(r.out_dir / "eval" / stage / "metrics.json").read_bytes() for r in (a, b)]
+        assert same[0] == same[1], stage
+    for model in ("model-start", "sft", "grpo"):
+        weights = [(r.out_dir / model / "model.safetensors").read_bytes() for r in (a, b, c)]
+        assert weights[0] == weights[1], model
+        assert weights[0] != weights[2], f"{model}: seed 1 gave the same weights as seed 0"
+    assert a.metrics == b.metrics and a.best == b.best

@@ -127,6 +127,36 @@ def test_sft_trains_saves_and_loads_in_the_inspector(data, model, tmp_path):
     assert result.mask.shape == (40, 50)
 
 
+def test_a_tiny_sft_run_prints_no_known_noise_but_its_own_warnings(data, model, tmp_path, capsys):
+    """Issue 15, item 8: every run printed transformers' PaddleOCRVLProcessor deprecation,
+    DeepSpeed's accelerator line and the gradient_checkpointing FutureWarning.  They are
+    gone; a warning of our own (the plan's, for a max_length that cuts targets) is not."""
+    from omniad_train._quiet import KNOWN_NOISE
+    from omniad_train.planner.cli import plan_main
+
+    plan_args = ["--config", "tiny_cpu/sft", "--model_name_or_path", str(model)]
+    plan_args += ["--dataset", str(data), "--image_size", "56", "--json"]
+    assert plan_main(plan_args) == 0
+    longest_prompt = json.loads(capsys.readouterr().out)["prompt_tokens"]["max"]
+    cut = str(longest_prompt + 1)  # keeps every prompt whole, cuts every target: a warning
+    args = _sft_args(data, model, tmp_path / "sft", "--max_steps", "1", "--max-length", cut)
+    run = subprocess.run(
+        [sys.executable, "-m", "omniad_train", "sft", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    printed = run.stdout + run.stderr
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "sft" / "model.safetensors").is_file()
+    for noise in KNOWN_NOISE:
+        assert noise.example not in printed, noise.example
+    assert "is deprecated and will be removed in v6" not in printed
+    assert f"omniad-train sft: warning: max_length {cut} cuts" in run.stderr
+
+
 def test_freeze_vision_tower_trains_only_the_merger_of_the_tower(data, model, tmp_path):
     out = tmp_path / "frozen"
     before = load_file(str(model / "model.safetensors"))

@@ -35,18 +35,23 @@ Image folders get template questions of five MMAD types (--question_types); the 
 printed at the end counts images and QA pairs per source and type (also in manifest.json).
 Output: sft/ and grpo/ (datasets.load_from_disk), manifest.json, rejects.jsonl and the
 work folder .work/ that makes a re-run with the same arguments skip finished work.
+Image folders' train/good images are never training examples: they are the normal
+reference images of 1-shot prompts (--shots 1) and are not used with --shots 0.
 Exit status: 0 on success, 1 when an input is missing or nothing could be prepared.
 """
 
 
 def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
     """The argument parser (every option of :func:`~omniad_train.data.prepare`)."""
-    p = argparse.ArgumentParser(
+    from omniad_train.cli import CommandParser
+
+    p = CommandParser(
         prog=prog,
+        usage=f"{prog} OUTPUT_DIR SOURCE [SOURCE ...] [options]\n"
+        "  SOURCE: --mmad_json FILE | --mvtec_root DIR | --visa_root DIR | --jsonl FILE",
         description="Build the SFT and GRPO datasets of OmniAD from MMAD's mmad.json, "
         "image folders (MVTec AD, VisA, MVTec LOCO, MVTec 3D-AD, ...) and generic JSONL files.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "output_dir",

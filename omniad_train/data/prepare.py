@@ -80,16 +80,46 @@ class PrepareResult:
     counts: dict[str, Any] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
     skipped_questions: list[dict[str, Any]] = field(default_factory=list)
+    shots: int = 0
+    #: Distinct normal training images (``train/good``) of the image-folder sources picked
+    #: as 1-shot references; None without an image-folder source.
+    n_folder_references: int | None = None
 
     def table(self) -> str:
         """Images and QA pairs per source and type (Markdown), as printed by ``prepare``."""
         return summary_table(self.sources)
 
     def summary(self) -> str:
+        """What ``prepare`` prints at the end: records, images, splits and rejects, then
+        (with an image-folder source) what its ``train/good`` images are used for."""
         split = ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
-        return (
+        line = (
             f"{self.n_records:,} records from {self.n_images:,} images prepared ({split}), "
             f"{self.n_rejects:,} rejected, see {self.rejects_path}"
+        )
+        note = self.references_note()
+        return line + (f"\n{note}" if note else "")
+
+    def references_note(self) -> str | None:
+        """What the image folders' ``train/good`` images are used for, and how many.
+
+        >>> r = PrepareResult(Path("o"), Path("o/sft"), Path("o/grpo"), Path("o/m"),
+        ...     Path("o/r"), 4, 2, 0, {"train": 4}, shots=1, n_folder_references=3)
+        >>> print(r.references_note())
+        train/good: 3 normal images are used only as 1-shot references (one in each prompt), never as training examples
+        """
+        n = self.n_folder_references
+        if n is None:
+            return None
+        if self.shots:
+            return (
+                f"train/good: {n:,} normal images are used only as 1-shot references (one in "
+                "each prompt), never as training examples"
+            )
+        return (
+            "train/good: not used (--shots 0); the image folders' normal training images are "
+            f"only ever 1-shot references ({n:,} would be with --shots 1), never training "
+            "examples"
         )
 
 
@@ -280,13 +310,34 @@ def prepare(
         counts=tallies,
         sources=table,
         skipped_questions=notes,
+        shots=shots,
+        n_folder_references=_folder_references(items, origin, sources),
     )
     if verbose:
         print(result.table())
         for note in _empty_sources(table):
             print(note)
-        print(result.summary() + (" (datasets already up to date)" if fresh else ""))
+        line, _, refs = result.summary().partition("\n")
+        print(line + (" (datasets already up to date)" if fresh else ""))
+        if refs:
+            print(refs)
     return result
+
+
+def _folder_references(
+    items: list[Record | Reject], origin: list[int], sources: list[dict[str, Any]]
+) -> int | None:
+    """Distinct references of the image-folder sources' records (None: no such source)."""
+    folders = {k for k, s in enumerate(sources) if s["kind"] in ("mvtec", "visa")}
+    if not folders:
+        return None
+    return len(
+        {
+            it.reference[0]
+            for it, k in zip(items, origin, strict=True)
+            if k in folders and isinstance(it, Record) and it.reference
+        }
+    )
 
 
 def _empty_sources(table: list[dict[str, Any]]) -> list[str]:

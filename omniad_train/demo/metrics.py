@@ -4,18 +4,22 @@ runners' reports and from GRPO's detection reward, and their ``metrics.json`` fo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from textmask import Scores
 
 __all__ = [
+    "BEST_RULE",
     "MEAN_R_DET",
+    "BestChoice",
     "MetricKey",
     "Metrics",
     "mean_detection_reward",
     "metrics_from_json",
     "metrics_to_json",
+    "pick_best",
     "selection_score",
     "summarize_reports",
 ]
@@ -49,12 +53,79 @@ _MMAD_AVERAGE = MetricKey("MMAD", "average")
 
 
 def selection_score(m: Metrics) -> float:
-    """One number to pick the demo's best checkpoint: detection and QA together.
+    """One number to pick the demo's best checkpoint: detection and QA together
+    (pixel F1 + image F1 + MMAD average, in percentage points; a missing figure is 0).
 
     >>> selection_score({_PIXEL_F1: 10.0, _MMAD_AVERAGE: 50.0, MEAN_R_DET: 1.0})
     60.0
     """
-    return m.get(_PIXEL_F1, 0.0) + m.get(_IMAGE_F1, 0.0) + m.get(_MMAD_AVERAGE, 0.0)
+    return sum(_finite_or_zero(m.get(k)) for k in (_PIXEL_F1, _IMAGE_F1, _MMAD_AVERAGE))
+
+
+def _finite_or_zero(v: float | None) -> float:
+    return v if v is not None and v == v and abs(v) != float("inf") else 0.0
+
+
+#: How the demo picks its best model, as the report and the end of the run print it.
+BEST_RULE = (
+    "the trained model (sft or sft+grpo) with the highest pixel F1 + image F1 + MMAD "
+    "average on the held-out images (percentage points); a tie goes to the higher mean "
+    "R_det, then to sft"
+)
+
+
+@dataclass(frozen=True)
+class BestChoice:
+    """The demo's best model by :data:`BEST_RULE`: its ``stage``, the ``rule``, each
+    stage's ``scores`` and ``notes`` on what the choice does not mean."""
+
+    stage: str
+    rule: str = BEST_RULE
+    scores: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The choice, the rule and the notes, one line each."""
+        return [f"best model: {self.stage} (rule: {self.rule})", *self.notes]
+
+
+def pick_best(metrics: dict[str, Metrics]) -> BestChoice:
+    """Pick the best of ``sft`` and ``sft+grpo`` by :data:`BEST_RULE`.
+
+    The ``untrained`` stage is compared too: when the chosen model does not beat it on
+    the rule, or has a lower mean R_det (an untrained model earns R_det 1 on each normal
+    image by writing nothing readable), a note says so.
+
+    >>> m = {"untrained": {MEAN_R_DET: 0.25}, "sft": {_PIXEL_F1: 1.0, MEAN_R_DET: 0.2},
+    ...      "sft+grpo": {_PIXEL_F1: 0.5, MEAN_R_DET: 0.3}}
+    >>> best = pick_best(m)
+    >>> best.stage, len(best.notes)
+    ('sft', 1)
+    >>> print(best.notes[0])
+    note: sft's mean R_det 0.200 is below the untrained model's 0.250 (which earns it by writing nothing on normal images)
+    """
+    candidates = ("sft", "sft+grpo")
+    scores = {s: selection_score(metrics.get(s, {})) for s in ("untrained", *candidates)}
+
+    def r_det(stage: str) -> float:
+        return _finite_or_zero(metrics.get(stage, {}).get(MEAN_R_DET))
+
+    # max keeps the first of equal keys: sft wins a full tie
+    # rounded: a sum of percentages should not be decided by float rounding
+    best = max(candidates, key=lambda s: (round(scores[s], 6), r_det(s)))
+    notes = []
+    if scores[best] <= scores["untrained"]:
+        notes.append(
+            f"note: no trained model beats the untrained one on this rule ({best}: "
+            f"{scores[best]:.1f}, untrained: {scores['untrained']:.1f}); {best} is kept as "
+            "the best, but it has learned nothing measurable here"
+        )
+    if MEAN_R_DET in metrics.get(best, {}) and r_det(best) < r_det("untrained"):
+        notes.append(
+            f"note: {best}'s mean R_det {r_det(best):.3f} is below the untrained model's "
+            f"{r_det('untrained'):.3f} (which earns it by writing nothing on normal images)"
+        )
+    return BestChoice(best, BEST_RULE, scores, tuple(notes))
 
 
 def metrics_to_json(metrics: Metrics) -> dict[str, dict[str, float]]:

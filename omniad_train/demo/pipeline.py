@@ -8,23 +8,27 @@ vision stage 0, SFT, GRPO and the three evaluations, then the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omniad_core.checkpoint import save_spec
 from omniad_train import grpo, sft
-from omniad_train.config import OmniADScriptArguments
+from omniad_train.config import OmniADScriptArguments, checkpointing_args
 from omniad_train.data import prepare
 from omniad_train.demo.metrics import (
+    BEST_RULE,
+    BestChoice,
     Metrics,
     mean_detection_reward,
     metrics_from_json,
     metrics_to_json,
-    selection_score,
+    pick_best,
     summarize_reports,
 )
 from omniad_train.demo.plan import STAGES, DemoPlan
@@ -43,7 +47,7 @@ from omniad_train.synthetic import generate
 from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 from omniad_train.vision_pretrain import pretrain_vision
 
-__all__ = ["DemoResult", "demo_steps", "run_demo"]
+__all__ = ["DemoResult", "demo_steps", "deterministic", "run_demo"]
 
 
 @dataclass
@@ -58,6 +62,7 @@ class DemoResult:
     metrics: dict[str, Metrics] = field(default_factory=dict)  # stage -> figures
     seconds: dict[str, float] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  # names of the steps this call ran
+    best: BestChoice = field(default_factory=lambda: BestChoice("sft", BEST_RULE))
 
 
 def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
@@ -65,7 +70,7 @@ def _train_args(cls: Any, out: Path, plan: DemoPlan, **kw: Any) -> Any:
         "output_dir": str(out),
         "use_cpu": True,
         "bf16": False,
-        "gradient_checkpointing": False,
+        **checkpointing_args(cls, False),
         "report_to": "none",
         "logging_steps": 5,
         "save_strategy": "no",
@@ -289,6 +294,32 @@ def demo_steps(out: Path, plan: DemoPlan) -> list[Step]:
     return steps
 
 
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels, for the
+    duration of the block (torch's previous setting is restored afterwards).
+
+    With one thread (which :func:`run_demo` sets), the same seed, the same kind of CPU
+    and the same library versions, a demo run gives the same weights and figures. TRL
+    and transformers seed their own generators from the recipe's ``seed`` too.  Other
+    CPUs may take other vectorised code paths in torch's kernels (summation order), so
+    figures differ between machine kinds: docs/demo.md gives them as a range over seeds.
+    """
+    import numpy as np
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - libraries that use the global generator
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
 def run_demo(
     out: str | Path = "runs/demo", plan: DemoPlan | None = None, *, overwrite: bool = False
 ) -> DemoResult:
@@ -307,12 +338,17 @@ def run_demo(
     claim_folder(out, overwrite)
     import torch
 
+    from omniad_train._quiet import quiet_known_noise
+
+    quiet_known_noise()
     # The demo model is tiny: its matrices are too small for threads to pay off, and on a
     # 2-core machine two threads ran SFT 3x slower than one (8 steps: 38 s vs 12 s).
+    # One thread also keeps the run deterministic (no thread-count-dependent reductions).
     torch.set_num_threads(1)
     plan = plan or DemoPlan.full()
     steps = demo_steps(out, plan)
-    ran, took = run_steps(out, steps)
+    with deterministic(plan.seed):
+        ran, took = run_steps(out, steps)
     seconds = {
         "data": took["data"],
         "prepare": took["prepare"],
@@ -327,7 +363,9 @@ def run_demo(
         stage: metrics_from_json(read_json(out / "eval" / stage.replace("+", "_") / "metrics.json"))
         for stage in STAGES
     }
-    report = write_report(out, plan, metrics, seconds, models)
-    best = max(("sft", "sft+grpo"), key=lambda s: selection_score(metrics[s]))
+    best = pick_best(metrics)
+    report = write_report(out, plan, metrics, seconds, models, best)
     say(f"report: {report}")
-    return DemoResult(out, report, models[best], best, plan, metrics, seconds, ran)
+    return DemoResult(
+        out, report, models[best.stage], best.stage, plan, metrics, seconds, ran, best
+    )

@@ -38,6 +38,9 @@ class DemoPlan:
     mmad_limit: int | None = 240
     seed: int = 0
     categories: tuple[str, ...] | None = ("fabric", "leather", "tile", "wood")
+    #: Which preset the plan came from: ``"full"`` or ``"quick"`` (the report says what a
+    #: quick run is for); no step's output depends on it.
+    preset: str = "full"
 
     @classmethod
     def full(cls, **kw: Any) -> DemoPlan:
@@ -53,8 +56,8 @@ class DemoPlan:
     def quick(cls, **kw: Any) -> DemoPlan:
         """About 2 minutes: fewer images and steps (the numbers mean little).
 
-        >>> DemoPlan.quick(seed=3).seed, DemoPlan.quick().categories
-        (3, ('fabric', 'tile'))
+        >>> DemoPlan.quick(seed=3).seed, DemoPlan.quick().categories, DemoPlan.quick().preset
+        (3, ('fabric', 'tile'), 'quick')
         """
         base = {
             "train_good": 4,
@@ -70,6 +73,7 @@ class DemoPlan:
             "max_new_tokens": 160,
             "mmad_limit": 24,
             "categories": ("fabric", "tile"),
+            "preset": "quick",
         }
         base.update(kw)
         return cls(**base)

@@ -4,8 +4,9 @@
                       [--trainer sft|grpo] [--zero_stage 0-3] [--reasoning_tokens N]
                       [--gpu_gib G] [--key value ...]
 
-Any other ``--key value`` overrides the recipe, as for ``sft``/``grpo``.  Exit status 1
-when the plan has errors (each printed), 0 otherwise.
+``RECIPE`` is a YAML path or a shipped recipe's name (``qwen2_5_vl_7b/grpo``).  Any other
+``--key value`` overrides the recipe, as for ``sft``/``grpo``.  Exit status 1 when the
+plan has errors (each printed), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from omniad_train.planner.format import format_plan
@@ -26,13 +26,24 @@ _GRPO_KEYS = ("num_generations", "max_completion_length", "reward_weights", "bet
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from omniad_train.cli import CommandParser
+
+    p = CommandParser(
         prog="omniad-train plan",
+        usage="omniad-train plan --config RECIPE [options] [--key value ...]",
         description="Plan a run from its recipe: batch, token lengths, memory, problems. "
-        "Loads configs, tokenizer and processor only (no weights). Other --key value "
-        "options override the recipe.",
+        "Loads configs, tokenizer and processor only (no weights). Any other --key value "
+        "overrides the recipe, as for `omniad-train sft` (its --help lists the keys).",
+        epilog="example:\n  omniad-train plan --config qwen2_5_vl_7b/grpo --world_size 4 "
+        "--zero_stage 3 \\\n      --model_name_or_path /models/Qwen2.5-VL-7B-Instruct "
+        "--dataset data/omniad",
     )
-    p.add_argument("--config", required=True, help="the recipe YAML")
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="RECIPE",
+        help="a recipe YAML, or a shipped recipe's name (`omniad-train recipes`)",
+    )
     p.add_argument("--world_size", type=int, default=None,
                    help="number of GPUs (processes); default: WORLD_SIZE or 1")  # fmt: skip
     p.add_argument("--dataset", default=None, help="prepared dataset folder (dataset_path)")
@@ -48,10 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _trainer(recipe: Path) -> str:
-    from omniad_train.recipe_yaml import read_recipe
+def _trainer(recipe: str) -> str:
+    from omniad_train.recipe_yaml import read_recipe, resolve_recipe
 
-    return "grpo" if any(k in read_recipe(recipe) for k in _GRPO_KEYS) else "sft"
+    return "grpo" if any(k in read_recipe(resolve_recipe(recipe)) for k in _GRPO_KEYS) else "sft"
 
 
 def _cuda() -> bool:
@@ -80,7 +91,7 @@ def plan_recipe(argv: Sequence[str]) -> dict[str, Any]:
     opts, rest = _parser().parse_known_args(list(argv))
     if opts.world_size is not None and opts.world_size < 1:
         raise RecipeError(f"--world_size {opts.world_size}: expected an integer >= 1")
-    kind = opts.trainer or _trainer(Path(opts.config))
+    kind = opts.trainer or _trainer(opts.config)
     world = opts.world_size if opts.world_size is not None else world_size_from_env()
     extra = ["--dataset_path", opts.dataset] if opts.dataset else []
     if not _cuda() and "--use_cpu" not in rest:
@@ -103,17 +114,18 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
     """``omniad-train plan``; returns the exit status (1 when the plan has errors)."""
     import contextlib
     import logging
-    import warnings
 
+    from omniad_train._quiet import quiet_known_noise
     from omniad_train.recipe_checks import RecipeError
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     args = list(sys.argv[1:] if argv is None else argv)
+    _parser().parse_known_args(args)  # --help and a missing --config: before any library loads
     try:
         # libraries' messages (DeepSpeed logs to stdout on import) go to stderr, so stdout
         # holds the plan only (one JSON object with --json)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore", FutureWarning)
+        with contextlib.redirect_stdout(sys.stderr):
+            quiet_known_noise()  # known library noise only (omniad_train._quiet)
             plan = plan_recipe(args)
     except RecipeError as exc:
         message = " ".join(str(exc).split())

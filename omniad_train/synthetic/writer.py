@@ -360,13 +360,14 @@ Exit status: 0 on success, 1 on a bad argument or an existing folder not written
 
 def build_parser(prog: str = "omniad-train synth") -> argparse.ArgumentParser:
     """The argument parser of :func:`synthetic_main` (every option of :func:`generate`)."""
-    p = argparse.ArgumentParser(
+    from omniad_train.cli import CommandParser
+
+    p = CommandParser(
         prog=prog,
         description="Render a synthetic industrial-defect dataset (textures and objects with "
         "scratches, cracks, holes, stains, contamination, missing and misplaced parts) with "
         "exact masks, as MVTec-style folders plus an MMAD-style mmad.json.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("out_dir", type=Path, nargs="?", help="output folder")
     p.add_argument(
