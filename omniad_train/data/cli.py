@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omniad_core.cli import grid_arg
 from omniad_core.prompts import SYSTEM_PROMPT
+from omniad_train.data.teacher import TeacherError, add_teacher_args, teacher_from_args
 from omniad_train.data.templates import TEMPLATE_TYPES, parse_question_types
 
 __all__ = ["build_parser", "prepare_main"]
@@ -167,6 +168,7 @@ def build_parser(prog: str = "omniad-train prepare") -> argparse.ArgumentParser:
         help="delete an earlier run's outputs and work folder first (default: reuse them)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    add_teacher_args(p)
     return p
 
 
@@ -189,6 +191,11 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
     else:
         system_prompt = args.system_prompt if args.system_prompt is not None else SYSTEM_PROMPT
     try:
+        teacher = teacher_from_args(args)
+    except TeacherError as exc:
+        print(f"omniad-train prepare: error: {exc}", file=sys.stderr)
+        return 1
+    try:
         prepare(
             args.output_dir,
             mmad_json=args.mmad_json,
@@ -208,6 +215,7 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
             max_per_category=args.max_per_category,
             mmad_max_per_category=args.mmad_max_per_category,
             max_records=args.max_records,
+            question_writers=[teacher] if teacher is not None else [],
             allow_outside_root=args.allow_outside_root,
             overwrite=args.overwrite,
             verbose=not args.quiet,

@@ -93,6 +93,9 @@ def iter_mvtec(
     if notes is not None:
         for w in chain:
             notes.extend(w.notes(facts))
+    for w in writers:  # a teacher asks its endpoint about every image at once, concurrently
+        if hasattr(w, "prefetch"):
+            w.prefetch([it for it in items if isinstance(it, ImageItem)], facts)
     for it in items:
         if isinstance(it, Reject):
             yield it

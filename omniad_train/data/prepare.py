@@ -289,6 +289,7 @@ def prepare(
             "counts": tallies,
             "summary": table,
             "skipped_questions": notes,
+            "teacher": [w.report() for w in question_writers if hasattr(w, "report")],
             "columns": {k: feature_names(k == "sft") for k in ("sft", "grpo")},
             "fingerprint": fp,
         }
@@ -321,6 +322,9 @@ def prepare(
         print(line + (" (datasets already up to date)" if fresh else ""))
         if refs:
             print(refs)
+        for w in question_writers:
+            if hasattr(w, "summary"):
+                print(w.summary())
     return result
 
 
