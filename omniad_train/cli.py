@@ -6,7 +6,8 @@ Commands: ``prepare`` (datasets), ``synth`` (synthetic defect images), ``sft`` a
 ``recipes`` (the shipped recipes, by name).  Under ``accelerate launch`` or ``torchrun``
 run ``python -m omniad_train sft ...``.
 
-Every command follows the same conventions (:class:`CommandParser`):
+Every command follows the same conventions (:class:`CommandParser`, defined in
+:mod:`omniad_train._argparse` and re-exported here):
 
 - its usage names it as typed (``omniad-train prepare``), its own options come first;
 - every option is accepted as ``--flag_name`` and as ``--flag-name``;
@@ -27,15 +28,22 @@ before any model loads.
 
 from __future__ import annotations
 
-import argparse
 import difflib
-import re
 import sys
-import textwrap
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["COMMANDS", "CommandParser", "main", "normalize_flags", "plain_help", "recipes_main"]
+from omniad_train._argparse import CommandParser, HelpFormatter, normalize_flags, plain_help
+
+__all__ = [
+    "COMMANDS",
+    "CommandParser",
+    "HelpFormatter",
+    "main",
+    "normalize_flags",
+    "plain_help",
+    "recipes_main",
+]
 
 #: The commands and their one-line summaries, in the order ``omniad-train --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -48,83 +56,6 @@ COMMANDS: dict[str, str] = {
     "demo": "the whole method on synthetic defects, end to end (also `omniad demo`)",
     "recipes": "list the shipped recipes and DeepSpeed / accelerate configs, by name",
 }
-
-_RST = re.compile(r"``([^`]+)``")
-
-
-def plain_help(text: str) -> str:
-    """Help text without reStructuredText markup: ````x```` becomes ```x```.
-
-    >>> plain_help("the ``omniad demo`` command")
-    'the `omniad demo` command'
-    """
-    return _RST.sub(r"`\1`", text)
-
-
-def normalize_flags(tokens: Sequence[str], known: Collection[str]) -> list[str]:
-    """``tokens`` with each ``--flag-name`` / ``--flag_name`` spelled as ``known`` has it.
-
-    An option whose spelling is known is kept; otherwise its other spelling is used when
-    that one is known (``--max-records`` for a parser of ``--max_records``, and back).
-    Values, unknown options and everything after a bare ``--`` are left as they are.
-    """
-    out: list[str] = []
-    tokens = list(tokens)
-    for k, token in enumerate(tokens):
-        if token == "--":
-            return out + tokens[k:]
-        if token.startswith("--") and len(token) > 2:
-            name, eq, value = token.partition("=")
-            if name not in known:
-                for alt in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
-                    if alt in known:
-                        token = alt + eq + value
-                        break
-        out.append(token)
-    return out
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Wraps the description's paragraphs; keeps the epilog's and indented lines as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        out = []
-        for para in text.split("\n\n"):
-            if "\n" in para or para.startswith(" "):
-                out.append("\n".join(indent + line for line in para.splitlines()))
-            else:
-                out.append(
-                    textwrap.fill(para, width, initial_indent=indent, subsequent_indent=indent)
-                )
-        return "\n\n".join(out)
-
-
-class CommandParser(argparse.ArgumentParser):
-    """An :class:`argparse.ArgumentParser` with the toolkit's conventions.
-
-    Options are registered once, with underscores (as recipe keys and TRL spell them);
-    ``--flag-name`` is accepted for every ``--flag_name`` (:func:`normalize_flags`), and
-    help text is printed without reStructuredText markup (:func:`plain_help`).  The
-    description is wrapped; an epilog of several lines (examples) is kept as written.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        tokens = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(
-            normalize_flags(tokens, self._option_string_actions), namespace
-        )
-
-    def format_help(self) -> str:
-        return plain_help(super().format_help())
-
-    def format_usage(self) -> str:
-        return plain_help(super().format_usage())
 
 
 # --------------------------------------------------------------------------- top level

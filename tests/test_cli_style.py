@@ -282,3 +282,113 @@ def test_known_noise_is_filtered_by_exact_message_and_nothing_else():
     docs = (ROOT / "docs" / "training.md").read_text()
     for noise in KNOWN_NOISE:
         assert noise.example.split(".")[0] in docs, "docs/training.md must list the noise"
+
+
+# --------------------------------------------------------------------------- eval
+EVAL_COMMANDS = ("mmad", "detection", "merge")
+
+
+def _eval_parsers():
+    from omniad_train.evaluation.cli import (
+        build_detection_parser,
+        build_merge_parser,
+        build_mmad_parser,
+    )
+
+    return {
+        "mmad": build_mmad_parser(),
+        "detection": build_detection_parser(),
+        "merge": build_merge_parser(),
+    }
+
+
+def test_eval_and_its_commands_help_under_their_real_names_without_loading_libraries():
+    """``omniad-train eval --help`` printed ``usage: python -m omniad_train.evaluation``
+    and its commands ``usage: run_mmad`` / ``run_detection`` / ``merge``."""
+    out, probe = _help("eval", "--help")
+    assert probe["code"] == 0 and probe["heavy"] == []
+    assert out.startswith("usage: omniad-train eval {mmad,detection,merge}")
+    assert "python -m" not in out
+    for command in EVAL_COMMANDS:
+        out, probe = _help("eval", command, "--help")
+        assert probe["code"] in (0, None)
+        assert out.startswith(f"usage: omniad-train eval {command} "), out[:200]
+        assert probe["heavy"] == [], f"eval {command} --help loaded {probe['heavy']}"
+        assert "``" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["-m", "omniad_train.evaluation", "detection", "--help"],
+         "usage: python -m omniad_train.evaluation detection "),
+        ([str(ROOT / "benchmarks" / "run_mmad.py"), "--help"], "usage: run_mmad.py "),
+    ],
+)  # fmt: skip
+def test_eval_usage_names_the_command_as_it_was_called(argv, usage):
+    run = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(usage), run.stdout[:200]
+
+
+@pytest.mark.parametrize("command", EVAL_COMMANDS)
+def test_every_eval_option_has_help_and_is_listed_once(command):
+    """``--shots`` and ``--batch_size`` had no help; each option was registered as
+    ``--flag_name`` and ``--flag-name``, so the help listed most of them twice."""
+    parser = _eval_parsers()[command]
+    for action in parser._actions:
+        assert action.help and action.help.strip(), f"{command}: {action.dest} has no help"
+        long = [o for o in action.option_strings if o.startswith("--")]
+        assert len(long) == 1, f"{command}: {long} registered more than once"
+    text = parser.format_help()
+    assert "``" not in text
+    for opt in parser._option_string_actions:
+        if opt.startswith("--") and "_" in opt:
+            assert "--" + opt[2:].replace("_", "-") not in text, opt
+
+
+def test_eval_options_parse_in_both_spellings():
+    mmad = _eval_parsers()["mmad"]
+    base = ["--mmad_json", "m.json", "--model", "ckpt"]
+    underscored = mmad.parse_args([*base, "--batch_size", "2", "--limit_per_category", "3",
+                                   "--max_new_tokens", "9", "--no_progress"])  # fmt: skip
+    dashed = mmad.parse_args([*base, "--batch-size", "2", "--limit-per-category=3",
+                              "--max-new-tokens", "9", "--no-progress"])  # fmt: skip
+    assert vars(underscored) == vars(dashed)
+    assert (dashed.batch_size, dashed.limit_per_category, dashed.no_progress) == (2, 3, True)
+    merge = _eval_parsers()["merge"]
+    assert merge.parse_args(["--out", "r", "--allow-partial"]).allow_partial
+    for command, parser in _eval_parsers().items():
+        known = parser._option_string_actions
+        for opt, action in list(known.items()):
+            if opt.startswith("--") and "_" in opt:
+                (dashed_opt,) = cli.normalize_flags(["--" + opt[2:].replace("_", "-")], known)
+                assert known[dashed_opt] is action, (command, opt)
+
+
+@pytest.mark.parametrize("command", ["mmad", "detection"])
+def test_eval_without_a_model_points_at_the_embedded_one(command, capsys):
+    """It said only "--model or --endpoint URL --served_model NAME is required"."""
+    from omniad_core.inspector import demo_model_path
+    from omniad_train.evaluation.cli import main as eval_main
+
+    needed = {"mmad": ["--mmad_json", "m.json"], "detection": ["--root", "data"]}[command]
+    with pytest.raises(SystemExit) as info:
+        eval_main([command, *needed])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"omniad-train eval {command}: error: no model: pass --model CHECKPOINT or " in err
+    assert "--endpoint URL --served_model NAME" in err
+    demo = demo_model_path()
+    if demo is not None:
+        assert f"the embedded demo model is at {demo}: --model {demo}" in err
+
+
+def test_an_unknown_eval_command_is_one_error_line_with_a_hint(capsys):
+    from omniad_train.evaluation.cli import main as eval_main
+
+    assert eval_main(["detecton"]) == 2
+    err = capsys.readouterr().err
+    assert "omniad-train eval: error: unknown command 'detecton' (did you mean 'detection'?)" in err

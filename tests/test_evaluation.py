@@ -47,6 +47,11 @@ from omniad_train.evaluation import (  # noqa: E402
 from omniad_train.evaluation.common import RUN_FORMAT, write_json  # noqa: E402
 from omniad_train.evaluation.detection import main as detection_main  # noqa: E402
 from omniad_train.evaluation.mmad import main as mmad_main  # noqa: E402
+from omniad_train.evaluation.paper import (  # noqa: E402
+    MMAD_DATASETS,
+    mmad_dataset_reasons,
+    subset_reasons,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SEG = "(1, 1)-(1, 2), (3, 0)"
@@ -777,3 +782,99 @@ def test_killed_run_resumes_without_duplicates(ckpt, mmad_data, single_mmad, tmp
     for key in ("accuracy", "accuracy_dropped", "counts", "skipped"):
         assert r1[key] == r0[key], key
     assert not math.isnan(r1["accuracy"]["rows"][-1]["average"])
+
+
+# --------------------------------------------------------------------------- comparability
+def _with_config(out: Path, **config) -> Path:
+    run = json.loads((out / "run.json").read_text())
+    run["config"] = config
+    write_json(out / "run.json", run)
+    return out
+
+
+def test_a_subset_detection_run_is_marked_not_comparable_in_the_table(tmp_path):
+    """Issue 15 item 10: a one-category, six-image run printed the paper's 15-category
+    MVTec-AD figures next to its own with an empty note."""
+    z = np.zeros((4, 4), bool)
+    gt = z.copy()
+    gt[0, :2] = True
+    lines = [_det_line(i, "MVTec-AD", "bottle", gt, gt if i % 2 else z, "A") for i in range(6)]
+    out = _with_config(_run_dir(tmp_path, "detection", lines), limit=6)
+    report = build_report(out, compare_paper=True)
+    rows = {r["metric"]: r for r in report["paper_comparison"]}
+    for label in ("pixel F1", "pixel Acc", "image F1", "image Acc"):
+        row = rows[f"MVTec-AD {label}"]
+        assert row["comparable"] is False
+        assert row["not_comparable"] == [
+            "--limit 6 (the first 6 items only)",
+            "1 of 15 MVTec-AD categories",
+        ]
+    assert rows["Average (4 datasets) pixel F1"]["comparable"] is False
+    md = (out / "report.md").read_text()
+    table = md.split("## Comparison with the paper", 1)[1]
+    marker = "**not comparable**: --limit 6 (the first 6 items only); 1 of 15 MVTec-AD categories"
+    assert "| MVTec-AD pixel F1 | " in table and table.count(marker) >= 4
+    assert "**Not comparable**: this run is not the whole of the paper's test sets" in table
+
+
+def test_a_full_dataset_detection_run_is_comparable(tmp_path):
+    z = np.zeros((4, 4), bool)
+    cats = [f"c{k:02d}" for k in range(15)]
+    lines = [_det_line(i, "mvtec_ad", c, z, z, "B") for i, c in enumerate(cats)]
+    out = _run_dir(tmp_path, "detection", lines)
+    report = build_report(out, compare_paper=True)
+    rows = {r["metric"]: r for r in report["paper_comparison"]}
+    assert rows["MVTec-AD image Acc"]["comparable"] is True
+    assert rows["MVTec-AD image Acc"]["not_comparable"] == []
+    assert rows["Average (4 datasets) image Acc"]["comparable"] is False  # 1 of 4 datasets
+    md = (out / "report.md").read_text()
+    assert "| MVTec-AD image Acc | 100.0 | 96.5 | +3.5 |  | yes |" in md
+    assert "Not comparable" not in md
+
+
+def _all_mmad_types(i0, ds):
+    types = ["Defect Classification", "Defect Localization", "Defect Description",
+             "Defect Analysis", "Object Classification", "Object Structure"]  # fmt: skip
+    qs = [_q(i0 + k, ds, t, "A", "A") for k, t in enumerate(types)]
+    qs.append(_q(i0 + 6, ds, "Anomaly Detection", "A", "A"))
+    qs.append(_q(i0 + 7, ds, "Anomaly Detection", "B", "B", normal=True))
+    return qs
+
+
+def test_mmad_comparability_follows_selection_and_datasets(tmp_path):
+    full = [q for k, ds in enumerate(MMAD_DATASETS) for q in _all_mmad_types(8 * k, ds)]
+    (tmp_path / "a").mkdir()
+    out = _run_dir(tmp_path / "a", "mmad", full)
+    report = build_report(out, compare_paper=True)
+    rows = {r["metric"]: r for r in report["paper_comparison"]}
+    assert rows["Average"]["comparable"] is True and rows["Average"]["difference"] is not None
+    assert "Not comparable" not in (out / "report.md").read_text()
+
+    (tmp_path / "b").mkdir()
+    one = _all_mmad_types(0, "MVTec-AD")
+    out = _with_config(_run_dir(tmp_path / "b", "mmad", one), categories=["bottle"],
+                       protocol={"split": "holdout", "holdout_fraction": 0.8})  # fmt: skip
+    report = build_report(out, compare_paper=True)
+    for row in report["paper_comparison"]:
+        assert row["comparable"] in (False, None)
+        if row["comparable"] is False:
+            assert row["not_comparable"] == [
+                "--categories bottle",
+                "held-out split (80% of the images)",
+                "1 of 5 MMAD datasets (MVTec-AD)",
+            ]
+    md = (out / "report.md").read_text()
+    assert "| Average | 100.0 | 79.1 | +20.9 |  | **not comparable**: --categories bottle" in md
+
+
+def test_subset_reasons_name_every_kind_of_subset():
+    assert subset_reasons({"complete": True}) == []
+    assert subset_reasons({
+        "limit_per_category": 2, "complete": False, "missing_shards": [1, 3],
+        "protocol": {"split": "file", "exclude_training": [{"path": "p"}]},
+    }) == [
+        "--limit_per_category 2", "a split file's images only", "training images left out",
+        "partial run (shards 1, 3 missing)",
+    ]  # fmt: skip
+    assert mmad_dataset_reasons(MMAD_DATASETS) == []
+    assert mmad_dataset_reasons([*MMAD_DATASETS, "Mine"]) == ["datasets not in MMAD: Mine"]

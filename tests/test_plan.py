@@ -220,3 +220,23 @@ def test_sft_and_grpo_run_the_plans_checks_before_any_weight_loads(
         grpo.main(*parse_recipe(GRPOConfig, args))
     err = capsys.readouterr().err
     assert "omniad-train grpo: warning: max_completion_length 8 cuts 100.0%" in err
+
+
+def test_a_plan_warning_is_printed_once(release_ckpt, prepared, tmp_path, capsys, monkeypatch):
+    """Issue 15: each start-up warning came twice, once from ``log.warning`` through
+    Python's last-resort handler (nothing configures logging in ``omniad-train``) and once
+    from ``print``.  Root handlers are cleared here as in a plain ``omniad-train`` process
+    (pytest's own capture handler would otherwise swallow the log record)."""
+    import logging
+
+    from trl import GRPOConfig
+
+    monkeypatch.setattr(logging.root, "handlers", [])
+    model = _weightless(release_ckpt, tmp_path)
+    args = _run_args(model, prepared[512], tmp_path / "g", "--num_generations", "2",
+                     "--global_batch_size", "2", "--max_completion_length", "8")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="safetensors"):  # the checks passed; loading
+        grpo.main(*parse_recipe(GRPOConfig, args))
+    err = capsys.readouterr().err
+    assert err.count("max_completion_length 8 cuts 100.0%") == 1, err
+    assert "omniad-train grpo: warning: max_completion_length 8 cuts 100.0%" in err

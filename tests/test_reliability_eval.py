@@ -674,3 +674,26 @@ def test_mmad_run_lists_bad_records_and_goes_on(inspector, tmp_path):
     assert "Reasoning" in skipped[f"mmad:{keys[2]}#0"]["reason"]
     md = (tmp_path / "run" / "report.md").read_text()
     assert "## Skipped inputs (4)" in md and "similar_templates" in md
+
+
+# --------------------------------------------------------------------------- file modes
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_run_files_get_the_umask_mode_not_0600(inspector, mmad_json, tmp_path, umask):
+    """Issue 15 item 12: report.json, report.md, run.json and done.*.json came from
+    ``tempfile.mkstemp`` with mode 0600 (unreadable to the group a run is shared with);
+    every file a run writes now has the mode a plain ``open`` gives (0666 less the umask)."""
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "run"
+        result = run_mmad(inspector, mmad_json, out=out, limit=2, progress=False)
+        assert result.complete
+        build_report(out, compare_paper=True)  # a rebuilt report too
+    finally:
+        os.umask(old)
+    modes = {
+        p.relative_to(out).as_posix(): oct(p.stat().st_mode & 0o777)
+        for p in out.rglob("*")
+        if p.is_file()
+    }
+    assert {"report.json", "report.md", "run.json", "results.jsonl"} <= set(modes)
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

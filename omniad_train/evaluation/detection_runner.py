@@ -53,7 +53,12 @@ from omniad_train.evaluation.execution import (
 )
 from omniad_train.evaluation.mmad_runner import check_evaluable, check_evaluated
 from omniad_train.evaluation.model import Endpoint, as_endpoint, load_inspector, run_model
-from omniad_train.evaluation.paper import compare_detection, comparison_markdown
+from omniad_train.evaluation.paper import (
+    compare_detection,
+    comparison_markdown,
+    not_comparable_text,
+    subset_reasons,
+)
 from omniad_train.evaluation.report import (
     config_markdown,
     failures_summary,
@@ -400,9 +405,6 @@ def detection_report(
     shots = int(run["fingerprint"].get("shots", 0))
     ok = [d for d in lines if d.get("status") == "ok"]
     n_unans = sum(1 for d in ok if d.get("predicted") is None)
-    subset = bool(
-        config.get("limit") or config.get("limit_per_category") or config.get("categories")
-    )
     summary = (
         f"Detection, {shots}-shot, image level from the {image_decision}: {len(ok)} images "
         f"evaluated ({n_unans} with an unreadable answer), {len(skipped)} skipped"
@@ -452,22 +454,26 @@ def detection_report(
         md.append("")
     comparison = None
     if compare_paper:
+        reasons = subset_reasons(config)
+        categories: dict[str, set[str]] = {}
+        for d in lines:
+            if d.get("dataset") and d.get("category"):
+                categories.setdefault(d["dataset"], set()).add(d["category"])
         rows = compare_detection(
             {r.dataset or "": r.to_dict() for r in main.datasets()},
             main.overall.to_dict() if main.datasets() else None,
             shots,
+            reasons,
+            {k: len(v) for k, v in categories.items()},
         )
+        reasons += [n for r in rows for n in r.not_comparable if n not in reasons]
         comparison = [r.to_dict() for r in rows]
         md += [
             "## Comparison with the paper",
             "",
             f"OmniAD's published numbers (docs/method.md: 0-shot only) next to this run ({shots}-shot, "
             f"image level from the {image_decision}). Difference = this run - paper."
-            + (
-                " This run covers a subset: the comparison is indicative only."
-                if subset or not status["complete"]
-                else ""
-            ),
+            + (not_comparable_text(reasons, "the paper's test sets") if reasons else ""),
             "",
             comparison_markdown(rows, "Paper (OmniAD, 0-shot)"),
         ]

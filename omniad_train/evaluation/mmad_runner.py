@@ -37,7 +37,13 @@ from omniad_train.evaluation.execution import (
     select,
 )
 from omniad_train.evaluation.model import PROMPTS, Endpoint, as_endpoint, load_inspector, run_model
-from omniad_train.evaluation.paper import compare_mmad, comparison_markdown
+from omniad_train.evaluation.paper import (
+    compare_mmad,
+    comparison_markdown,
+    mmad_dataset_reasons,
+    not_comparable_text,
+    subset_reasons,
+)
 from omniad_train.evaluation.protocol import EvalProtocol, protocol_text
 from omniad_train.evaluation.report import (
     config_markdown,
@@ -489,9 +495,6 @@ def mmad_report(
     state = run_state(status, failures["count"])
     n_answered = meter.n_questions
     n_unans = meter.n_unanswerable
-    subset = bool(
-        config.get("limit") or config.get("limit_per_category") or config.get("categories")
-    )
     counts = {
         "answered": n_answered,
         "unanswerable": n_unans,
@@ -532,18 +535,16 @@ def mmad_report(
     ]
     comparison = None
     if compare_paper:
-        rows = compare_mmad(wrong.overall.to_dict(), shots)
+        reasons = subset_reasons(config)
+        reasons += mmad_dataset_reasons({d["dataset"] for d in lines if d.get("dataset")})
+        rows = compare_mmad(wrong.overall.to_dict(), shots, reasons)
         comparison = [r.to_dict() for r in rows]
         md += [
             "## Comparison with the paper",
             "",
             f"OmniAD's published {shots}-shot numbers (docs/method.md) next to this run's Average "
             "row (unanswerable counted as wrong). Difference = this run - paper."
-            + (
-                " This run covers a subset of MMAD: the comparison is indicative only."
-                if subset or not status["complete"]
-                else ""
-            ),
+            + (not_comparable_text(reasons, "MMAD") if reasons else ""),
             "",
             comparison_markdown(rows, f"Paper (OmniAD, {shots}-shot)"),
         ]

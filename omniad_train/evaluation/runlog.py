@@ -45,6 +45,7 @@ __all__ = [
     "RunLogLockedError",
     "Validator",
     "atomic_write_text",
+    "default_file_mode",
     "read_jsonl",
     "resolve_shard",
     "selection_sha256",
@@ -187,12 +188,36 @@ def _dumps(line: Mapping[str, Any]) -> str:
     return json.dumps(line, ensure_ascii=False, allow_nan=False)
 
 
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the process umask.
+
+    Read from ``/proc/self/status`` where it is there (no change of the umask, so safe
+    with threads); elsewhere the umask is set and restored at once.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    The file gets the mode a plain ``open`` would give it (:func:`default_file_mode`),
+    not the ``0600`` of :func:`tempfile.mkstemp`.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -336,7 +336,10 @@ def build_plan(
 def startup_checks(s: Any, t: Any, m: Any, kind: str) -> dict[str, Any]:
     """The plan's checks at SFT/GRPO start-up, before any weight loads.
 
-    Warnings go to the log and (main process) stderr; the first error raises.
+    Each warning is printed once, by the main process, to stderr
+    (``omniad-train sft: warning: ...``); other processes log it at debug level only, so
+    no line appears twice (a ``log.warning`` would also reach stderr through Python's
+    last-resort handler when nothing configured logging).  The first error raises.
 
     Raises
     ------
@@ -355,9 +358,10 @@ def startup_checks(s: Any, t: Any, m: Any, kind: str) -> dict[str, Any]:
     plan = build_plan(s, t, m, kind=kind, world_size=world, gpu_gib=gpu, startup=True)
     main = getattr(t, "process_index", 0) == 0
     for w in plan["warnings"]:
-        log.warning("%s", w)
         if main:
             print(f"omniad-train {kind}: warning: {w}", file=sys.stderr)
+        else:
+            log.debug("%s", w)
     if plan["errors"]:
         more = len(plan["errors"]) - 1
         raise RecipeError(
