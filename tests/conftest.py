@@ -171,3 +171,63 @@ def demo_server_factory(tmp_path):
     yield factory
     for server in started:
         server.stop()
+
+
+# --------------------------------------------------------------- folder inspection and UI
+@pytest.fixture(scope="session")
+def demo_inspector():
+    """The embedded demo model in this process (an Inspector), loaded once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from omniad_core.checkpoint import demo_model_path
+    from omniad_core.inspector import Inspector
+
+    path = demo_model_path()
+    if path is None:
+        pytest.fail("omniad_core/demo_model has no model.safetensors")
+    return Inspector.from_pretrained(path)
+
+
+def write_test_image(path, seed, size=(48, 64), kind="noise"):
+    """Write a generated RGB image (PIL) to ``path`` and return the path.
+
+    ``kind``: "noise" (uniform noise) or "smooth" (a soft gradient with a little noise).
+    """
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    rng = np.random.default_rng(seed)
+    if kind == "smooth":
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = (96 + 40 * np.sin(xx / 7.0 + seed) + 30 * np.cos(yy / 9.0))[..., None]
+        arr = np.clip(base + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+    else:
+        arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def broken_image_folder(tmp_path):
+    """A folder of generated images with broken files among them.
+
+    Good: ``a0..a3.png`` (48x64), ``sub/b0.jpg``, ``sub/b1.png`` (40x40).  Broken: ``trunc.png``
+    (a PNG cut in half), ``notes.png`` (a text file), ``x.png/`` (a folder named like an
+    image, holding an image that must not be walked).  Returns ``(folder, good_ids,
+    broken_ids)``.
+    """
+    root = tmp_path / "images"
+    good = []
+    for k in range(4):
+        write_test_image(root / f"a{k}.png", k, kind="smooth" if k % 2 else "noise")
+        good.append(f"a{k}.png")
+    write_test_image(root / "sub" / "b0.jpg", 10, size=(40, 40))
+    write_test_image(root / "sub" / "b1.png", 11, size=(40, 40), kind="smooth")
+    good += ["sub/b0.jpg", "sub/b1.png"]
+    data = (root / "a0.png").read_bytes()
+    (root / "trunc.png").write_bytes(data[: len(data) // 2])
+    (root / "notes.png").write_text("not an image\n")
+    write_test_image(root / "x.png" / "inside.png", 99)
+    return root, sorted(good), ["notes.png", "trunc.png", "x.png"]
