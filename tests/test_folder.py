@@ -367,3 +367,22 @@ def test_folder_through_a_served_model(served_demo, demo_inspector, tmp_path):
         (d["seg"], d["answer"]) for d in local.lines
     ]
     assert result.lines[1]["model"] == f"{name} @ {base_url}"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_and_pictures_get_the_umask_mode_not_0600(tmp_path, umask):
+    """Atomic writers create through mkstemp (0600); the files must read like open()'s."""
+    import os
+
+    from PIL import Image
+
+    from omniad_core.folder import common
+
+    old = os.umask(umask)
+    try:
+        common._atomic_text(tmp_path / "summary.csv", "path,answer\n")
+        common._save_png(Image.new("RGB", (4, 4)), tmp_path / "overlays" / "a.png")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "summary.csv", tmp_path / "overlays" / "a.png"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from omniad_core._files import default_file_mode
+
 __all__ = [
     "DEMO_NOTICE",
     "IMAGE_SUFFIXES",
@@ -76,6 +78,7 @@ def _save_png(image: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
         os.replace(tmp, path)
@@ -89,6 +92,7 @@ def _atomic_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()

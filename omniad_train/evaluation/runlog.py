@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from omniad_core._files import default_file_mode
+
 __all__ = [
     "LogRepair",
     "RunLog",
@@ -186,24 +188,6 @@ def read_jsonl(
 
 def _dumps(line: Mapping[str, Any]) -> str:
     return json.dumps(line, ensure_ascii=False, allow_nan=False)
-
-
-def default_file_mode() -> int:
-    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the process umask.
-
-    Read from ``/proc/self/status`` where it is there (no change of the umask, so safe
-    with threads); elsewhere the umask is set and restored at once.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
