@@ -28,9 +28,11 @@ import numpy as np
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "ImageError",
+    "NotAMaskError",
     "check_output_path",
     "load_image",
     "load_mask",
+    "looks_like_photo",
     "mask_from_array",
     "max_image_pixels",
     "overlay",
@@ -55,6 +57,10 @@ _EIGHT_BIT_MODES = frozenset(
 
 class ImageError(ValueError):
     """An image or mask could not be read or has the wrong form."""
+
+
+class NotAMaskError(ImageError):
+    """A file given as a mask looks like a photo (:func:`looks_like_photo`)."""
 
 
 def _pil() -> Any:
@@ -105,6 +111,11 @@ def _open(
     """Open ``path``, check its declared size (and, for a mask, its bit depth), decode it."""
     Image = _pil()
     p = Path(path)
+    if p.is_dir():
+        raise ImageError(
+            f"{str(p)!r} is a folder; pass an image file (folder inspection: "
+            "omniad inspect DIR --out DIR)"
+        )
     if not p.is_file():
         raise ImageError(
             f"no image file at {str(p)!r}; check the path (relative to {os.getcwd()!r})"
@@ -307,7 +318,11 @@ def mask_from_array(values: Any, name: str = "the mask", mode: str | None = None
 
 
 def load_mask(
-    mask: Any, shape: tuple[int, int] | None = None, *, max_pixels: int | None = None
+    mask: Any,
+    shape: tuple[int, int] | None = None,
+    *,
+    max_pixels: int | None = None,
+    refuse_photo: bool = False,
 ) -> np.ndarray:
     """A boolean ``(H, W)`` mask from a path, a PIL image or an array (non-zero = anomalous).
 
@@ -316,6 +331,8 @@ def load_mask(
     their raw values, whatever the bit depth (a 16-bit mask holding 1 is anomalous
     there); a 16-bit colour file, which Pillow can only read by its high bytes, is
     refused rather than read wrongly.  The pixel limit is that of :func:`load_image`.
+    With ``refuse_photo``, a colour photo (:func:`looks_like_photo`), whose every pixel
+    is non-zero, is a :class:`NotAMaskError` instead of an all-anomalous mask.
 
     >>> load_mask(np.array([[0, 255], [0, 0]], np.uint8)).tolist()
     [[False, True], [False, False]]
@@ -343,6 +360,13 @@ def load_mask(
     arr = np.asarray(mask)
     if arr.ndim >= 2:
         _check_size(arr.shape[1], arr.shape[0], name, max_pixels)
+    why = looks_like_photo(arr) if refuse_photo and mode not in _DARK_CHANNEL else None
+    if why is not None:
+        raise NotAMaskError(
+            f"{name} looks like a photo, not a mask ({why}): a mask is 0 where the part is "
+            "normal and non-zero where it is anomalous, and read as it is, every pixel of "
+            "this one would count as anomalous; pass the mask image"
+        )
     out = mask_from_array(arr, name, mode)
     if shape is not None and out.shape != tuple(shape):
         raise ImageError(
@@ -350,6 +374,41 @@ def load_mask(
             f"{shape[0]}x{shape[1]}; masks must have the image's size"
         )
     return out
+
+
+def looks_like_photo(values: Any) -> str | None:
+    """Why ``values`` (an image's raw pixels) look like a colour photo, not a mask, or None.
+
+    A mask holds one value for normal pixels and one or a few for anomalous ones, in grey
+    or a single colour; a photo has colour (channels that differ) and many values.  The
+    test: an ``(H, W, 3+)`` array whose colour channels differ somewhere and where some
+    colour channel holds more than 2 distinct values.  A red-on-black mask
+    (``{0, 255}`` per channel) and any grey image pass as masks.
+
+    >>> rng = np.random.default_rng(0)
+    >>> looks_like_photo(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))[:31]
+    'a colour image (its channels di'
+    >>> red = np.zeros((8, 8, 3), np.uint8); red[2:4, 2:4, 0] = 255
+    >>> looks_like_photo(red) is None, looks_like_photo(np.arange(64).reshape(8, 8)) is None
+    (True, True)
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 3 or arr.shape[2] < 3 or arr.size == 0:
+        return None
+    rgb = arr[..., :3]
+    if not ((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any()):
+        return None  # grey stored as RGB
+    most = 0
+    for c in range(3):
+        chan = rgb[..., c]
+        if chan.dtype == np.uint8:
+            distinct = int(np.count_nonzero(np.bincount(chan.ravel(), minlength=256)))
+        else:  # wider values: a sample is enough to tell 2 from many
+            distinct = int(np.unique(chan.ravel()[:: max(1, chan.size // 100_000)]).size)
+        most = max(most, distinct)
+    if most <= 2:
+        return None
+    return f"a colour image (its channels differ) with {most} distinct values in a channel"
 
 
 def looks_like_mask_path(value: str) -> bool:

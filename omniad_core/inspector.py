@@ -30,7 +30,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,11 +46,18 @@ from omniad_core.backends.endpoint import served_spec
 from omniad_core.backends.local import (
     _ALWAYS,
     GREEDY,
-    _local_rank,
+    collector_paused,
     default_placement,
     image_token_count,
+    load_pretrained,
     load_processor,
     pin_image_budget,
+)
+from omniad_core.backends.threads import threads_for_model
+from omniad_core.batch_inputs import (
+    options_per_image,
+    questions_per_image,
+    references_per_image,
 )
 from omniad_core.checkpoint import (
     FROM_CHECKPOINT,
@@ -63,7 +69,6 @@ from omniad_core.checkpoint import (
     MissingPackageError,
     check_checkpoint,
     check_model_location,
-    check_processor,
     checkpoint_spec,
     demo_model_path,
     image_pixel_budget,
@@ -176,14 +181,16 @@ class Analysis:
         return overlay(self.image, self.mask, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no pixels): answer, seg, think, flags, problems."""
+        """JSON-ready summary (no pixels): answer, seg, think, flags, problems;
+        ``image_size_hw`` (alias ``image_size``) is ``[height, width]``."""
         return {
             "answer": self.answer,
             "is_anomalous": self.is_anomalous,
             "seg": self.parsed.seg_canonical,
             "think": self.think,
             "anomalous_pixels": int(self.mask.sum()),
-            "image_size": list(self.mask.shape),
+            "image_size": list(self.mask.shape),  # [H, W], as image_size_hw says
+            "image_size_hw": list(self.mask.shape),
             "format_ok": self.parsed.format_ok,
             "problems": list(self.parsed.problems),
             "response": self.response,
@@ -228,6 +235,11 @@ class Inspector:
         the sampling settings and repetition penalty of the checkpoint's generation config.
     generation_kwargs : dict, optional
         Further arguments for ``model.generate`` (they override :data:`GREEDY`).
+    num_threads : int, "auto" or None
+        CPU threads of each in-process ``generate`` (restored after it); None: the
+        measured policy of :mod:`omniad_core.backends.threads` (one thread under 20M
+        parameters; ``$OMNIAD_NUM_THREADS`` overrides it), 0: torch's setting.
+        :attr:`num_threads` and :attr:`threads_reason` say what was chosen and why.
     backend : Backend, optional
         What produces the text (:mod:`omniad_core.backends`).  Default: a
         :class:`~omniad_core.backends.TransformersBackend` over ``model`` and ``processor``;
@@ -253,7 +265,10 @@ class Inspector:
         layout: str = "lines",
         backend: Backend | None = None,
         spec: dict[str, Any] | None = None,
+        num_threads: int | str | None = None,
     ) -> None:
+        self.num_threads: int | None = None
+        self.threads_reason = "served model (threads are the server's)"
         if backend is not None and model is None:
             self._init_settings(spec or {}, grid, image_size, system_prompt, layout)
             self.model = None
@@ -263,7 +278,7 @@ class Inspector:
             self.backend = backend
             return
         if isinstance(model, (str, os.PathLike)):
-            other = Inspector.from_pretrained(model)
+            other = Inspector.from_pretrained(model, num_threads=0)
             model, processor = other.model, processor or other.processor
         if processor is None:
             source = getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -293,9 +308,33 @@ class Inspector:
         gen.update(generation_kwargs or {})
         self.generation_kwargs = gen
         self.max_new_tokens = int(gen.get("max_new_tokens", max_new_tokens))
-        self.backend: Backend = (
-            backend if backend is not None else TransformersBackend(model, processor, gen)
-        )
+        if backend is None:
+            self.num_threads, self.threads_reason = threads_for_model(model, num_threads)
+            backend = TransformersBackend(model, processor, gen, num_threads=self.num_threads)
+        else:
+            self.threads_reason = "the given backend's"
+        self.backend: Backend = backend
+
+    def describe(self) -> dict[str, Any]:
+        """What produces and reads the answers, JSON-ready: model, grid, sizes, sources.
+
+        ``grid`` is the grid the seg text is read on (rows, cols, threshold, index base),
+        ``model_image_size`` the square images are resized to before the model sees them
+        (None: kept), ``settings_source`` where each setting came from (``"given"``,
+        ``"omniad.json"``, ``"default"``: :attr:`CheckpointSettings.source`).
+        """
+        g = self.grid
+        return {
+            "model": str(getattr(self.backend, "name", "") or "model"),
+            "grid": {
+                "rows": g.rows, "cols": g.cols, "threshold": g.threshold,
+                "index_base": g.index_base,
+            },
+            "model_image_size": self.image_size,
+            "settings_source": dict(self.settings.source or {}),
+            "num_threads": self.num_threads,
+            "threads_reason": self.threads_reason,
+        }  # fmt: skip
 
     def _init_settings(
         self, spec: dict[str, Any], grid: Any, image_size: Any, system_prompt: Any, layout: str
@@ -407,43 +446,8 @@ class Inspector:
         the install when it needs torchvision.
         """
         check_model_location(path_or_id)
-        import torch
-        from transformers import AutoModelForImageTextToText
-
-        path = Path(path_or_id).expanduser()
-        source = str(path_or_id)
-        if path.exists():
-            check_checkpoint(path)  # the spec is read back by __init__ from the folder
-            source = str(path)
-        cuda = torch.cuda.is_available()
-        device, dtype_name = default_placement(
-            device,
-            dtype,
-            cuda_available=cuda,
-            bf16_supported=cuda and torch.cuda.is_bf16_supported(),
-            local_rank=_local_rank(),
-        )
-        torch_dtype = getattr(torch, dtype_name, None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise ValueError(f"unknown dtype {dtype_name!r}; use float32, bfloat16 or float16")
-        try:
-            processor = load_processor(source, trust_remote_code=trust_remote_code)
-        except (AttributeError, KeyError, TypeError) as exc:  # e.g. "... no attribute image_token"
-            raise FileNotFoundError(
-                f"cannot build the processor of {source} ({type(exc).__name__}: {exc}): its "
-                "tokenizer or processor files are missing or do not match; save the model's "
-                "processor into it with AutoProcessor.from_pretrained(BASE_MODEL)"
-                ".save_pretrained(...)"
-            ) from None
-        check_processor(processor, source)
-        model = AutoModelForImageTextToText.from_pretrained(
-            source,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-            dtype=torch_dtype,
-            device_map=device,
-        )
-        model.eval()
+        with collector_paused():  # torch, transformers and the model's modules: ~3,000
+            model, processor = load_pretrained(path_or_id, trust_remote_code, device, dtype)
         return cls(model, processor, **kwargs)
 
     # ------------------------------------------------------------------ prompts
@@ -520,6 +524,11 @@ class Inspector:
     ) -> list[Analysis]:
         """Analyze many images through the backend (results in input order).
 
+        One question, option set (``["Yes", "No"]`` or a dict) or reference is shared by
+        every image; a list of them gives one per image (:mod:`omniad_core.batch_inputs`
+        has the exact rule), so ``analyze_batch(images, "Is the cap scratched?", ["Yes",
+        "No"])`` asks every image the same question with the same options.
+
         ``batch_size`` requests are prepared and handed to the backend at a time
         (default: the backend's own, 8 in process, 4 x ``concurrency`` for an endpoint,
         whose requests then run ``concurrency`` at a time).  A request that failed at an
@@ -527,9 +536,9 @@ class Inspector:
         error raises, as before.
         """
         n = len(images)
-        qs = _per_item(questions, n, "questions")
-        opts = _per_item(options, n, "options", allow_scalar=False)
-        refs = _per_item(references, n, "references", allow_scalar=False)
+        qs = questions_per_image(questions, n)
+        opts = options_per_image(options, n)
+        refs = references_per_image(references, n)
         size = int(getattr(self.backend, "batch_size", 8)) if batch_size is None else batch_size
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
@@ -584,14 +593,3 @@ class Inspector:
             )
         mask = textmask.unpatchify(parsed.cells, (h, w))
         return Analysis(gen.text, parsed, mask, img, user, **common)  # type: ignore[arg-type]
-
-
-def _per_item(value: Any, n: int, name: str, allow_scalar: bool = True) -> list[Any]:
-    if value is None:
-        return [None] * n
-    if allow_scalar and isinstance(value, (str, Question)):
-        return [value] * n
-    items = list(value)
-    if len(items) != n:
-        raise ValueError(f"{name} must have one entry per image: {len(items)} for {n} images")
-    return items

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omniad_core.backends.base import Generation
 from omniad_core.backends.replies import to_openai_messages
+from omniad_core.backends.threads import torch_threads
 from omniad_core.checkpoint import (
     MissingPackageError,
+    check_checkpoint,
+    check_processor,
     image_pixel_budget,
     torchvision_hint,
     use_left_padding,
@@ -20,8 +27,10 @@ __all__ = [
     "GREEDY",
     "TransformersBackend",
     "VLLMBackend",
+    "collector_paused",
     "default_placement",
     "image_token_count",
+    "load_pretrained",
     "load_processor",
     "pin_image_budget",
 ]
@@ -165,6 +174,69 @@ def load_processor(
     return processor
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a burst of imports.
+
+    Importing torch and transformers creates millions of objects and no garbage cycles
+    worth collecting; the collector's passes over them cost about 0.6 s of the 2-3 s
+    (``docs/speed.md``).  Reference counting frees memory as usual meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_pretrained(
+    path_or_id: str | os.PathLike[str], trust_remote_code: bool, device: Any, dtype: Any
+) -> tuple[Any, Any]:
+    """``(model, processor)`` of :meth:`~omniad_core.Inspector.from_pretrained`: a local
+    folder checked (:func:`~omniad_core.checkpoint.check_checkpoint`), the processor of
+    :func:`load_processor`, the model in eval mode on :func:`default_placement`'s device."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    path = Path(path_or_id).expanduser()
+    source = str(path_or_id)
+    if path.exists():
+        check_checkpoint(path)  # the spec is read back by __init__ from the folder
+        source = str(path)
+    cuda = torch.cuda.is_available()
+    device, dtype_name = default_placement(
+        device,
+        dtype,
+        cuda_available=cuda,
+        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+        local_rank=_local_rank(),
+    )
+    torch_dtype = getattr(torch, dtype_name, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype_name!r}; use float32, bfloat16 or float16")
+    try:
+        processor = load_processor(source, trust_remote_code=trust_remote_code)
+    except (AttributeError, KeyError, TypeError) as exc:  # e.g. "... no attribute image_token"
+        raise FileNotFoundError(
+            f"cannot build the processor of {source} ({type(exc).__name__}: {exc}): its "
+            "tokenizer or processor files are missing or do not match; save the model's "
+            "processor into it with AutoProcessor.from_pretrained(BASE_MODEL)"
+            ".save_pretrained(...)"
+        ) from None
+    check_processor(processor, source)
+    model = AutoModelForImageTextToText.from_pretrained(
+        source,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+        dtype=torch_dtype,
+        device_map=device,
+    )
+    model.eval()
+    return model, processor
+
+
 # --------------------------------------------------------------------------- in process
 @dataclass
 class TransformersBackend:
@@ -179,12 +251,17 @@ class TransformersBackend:
         ``max_new_tokens`` of :meth:`generate` wins.
     batch_size : int
         Conversations per ``generate`` call when the Inspector groups them.
+    num_threads : int or None
+        CPU threads of each ``generate`` call (set for the call, restored after it:
+        :func:`omniad_core.backends.threads.torch_threads`); None keeps torch's setting.
+        The Inspector chooses it (:func:`~omniad_core.backends.threads.resolve_num_threads`).
     """
 
     model: Any
     processor: Any
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
+    num_threads: int | None = None
 
     @property
     def name(self) -> str:
@@ -219,7 +296,7 @@ class TransformersBackend:
             inputs = inputs.to(device)
         kwargs = {**self.generation_kwargs, "max_new_tokens": int(max_new_tokens)}
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch_threads(self.num_threads), torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         dt = (time.perf_counter() - t0) / len(conversations)
         prompt_len = inputs["input_ids"].shape[1]
