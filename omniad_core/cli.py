@@ -13,6 +13,8 @@ unexpected one.
                             [--api-key-env VAR] [--concurrency N] [--spec ckpt/]
     omniad encode mask.png [--grid 24|ROWSxCOLS] [--threshold 0] [--index-base 0]
     omniad decode "(3, 4)-(3, 6)" --shape 512 512 --out mask.png [--grid 24]
+    omniad inspect DIR_OR_GLOB --out RESULTS [--model ckpt/ | --endpoint URL ...]   (a folder)
+    omniad ui [--model ckpt/ | --endpoint URL ...] [--host 127.0.0.1] [--port 7860]
     omniad demo [--quick] [--out runs/demo] [--overwrite]
 
 ``omniad demo`` is ``omniad-train demo`` (synthetic data, SFT + GRPO, evaluation).  The
@@ -396,6 +398,12 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, help_text in _plugin_help().items():
         sub.add_parser(name, help=help_text, add_help=False)
+    # `ui` has its own parser (omniad_core.ui.ui_main); listed here for `omniad --help`
+    sub.add_parser(
+        "ui",
+        help="a web page to inspect images with a model (--help; needs omniad[ui])",
+        add_help=False,
+    )
     sp = sub.add_parser(
         "inspect",
         help="analyze an image with a model",
@@ -547,6 +555,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["ui"]:
+        from omniad_core.ui import ui_main
+
+        return int(ui_main(args_list[1:]))
+    if args_list[:1] == ["inspect"]:
+        from omniad_core.folder import folder_main, is_folder_request
+
+        if is_folder_request(args_list[1:]):
+            return int(folder_main(args_list[1:]))
     plugins = _plugins() if args_list and not args_list[0].startswith("-") else {}
     if args_list and args_list[0] in plugins:
         return _run_plugin(args_list[0], plugins[args_list[0]], args_list[1:])

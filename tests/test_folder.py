@@ -386,3 +386,29 @@ def test_results_and_pictures_get_the_umask_mode_not_0600(tmp_path, umask):
         os.umask(old)
     for path in (tmp_path / "summary.csv", tmp_path / "overlays" / "a.png"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_omniad_inspect_routes_a_folder_and_omniad_ui_is_listed(tmp_path, capsys):
+    """`omniad inspect DIR --out OUT` is folder mode; `omniad ui` is a command of `omniad`."""
+    import numpy as np
+    from PIL import Image
+
+    from omniad_core.cli import main
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    out = tmp_path / "results"
+    assert main(["inspect", str(folder), "--out", str(out), "--no-progress"]) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "ui " in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["ui", "--help"])
+    assert info.value.code == 0
+    assert "usage: omniad ui" in capsys.readouterr().out
