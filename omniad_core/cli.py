@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omniad_core import _quiet
+
 __all__ = ["DEFAULT_OPTIONS", "PLUGIN_GROUP", "grid_arg", "main"]
 
 #: What ``omniad --help`` says the tool is (plain text: argparse prints it as it is).
@@ -399,11 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in _plugin_help().items():
         sub.add_parser(name, help=help_text, add_help=False)
     # `ui` has its own parser (omniad_core.ui.ui_main); listed here for `omniad --help`
-    sub.add_parser(
-        "ui",
-        help="a web page to inspect images with a model (--help; needs omniad[ui])",
-        add_help=False,
-    )
+    sub.add_parser("ui", help="a web page to inspect images (needs omniad[ui])", add_help=False)
     sp = sub.add_parser(
         "inspect",
         help="analyze an image with a model",
@@ -555,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] in (["ui"], ["inspect"]):  # known library noise only, by exact message
+        _quiet.quiet_known_noise()
     if args_list[:1] == ["ui"]:
         from omniad_core.ui import ui_main
 

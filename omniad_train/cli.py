@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if command not in runners:
         return _unknown(command)
-    from omniad_train._quiet import quiet_known_noise
+    from omniad_core._quiet import quiet_known_noise
 
     quiet_known_noise()
     return int(runners[command](rest))  # argparse's --help and usage errors: SystemExit

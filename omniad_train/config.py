@@ -314,7 +314,7 @@ def parse_recipe(
     """
     from trl import ModelConfig, TrlParser
 
-    from omniad_train import _quiet
+    from omniad_core import _quiet
     from omniad_train.recipe_yaml import resolve_recipe
 
     _quiet.quiet_known_noise()

@@ -62,9 +62,9 @@ def main(
     three paper rewards configured from ``script_args`` on the prepared data's grid.
     Every check runs before any model loads (see :func:`omniad_train.sft.main`).
     """
-    from omniad_train._quiet import quiet_known_noise
+    from omniad_core._quiet import quiet_known_noise
 
-    quiet_known_noise()  # known library noise only (omniad_train._quiet)
+    quiet_known_noise()  # known library noise only (omniad_core._quiet)
     from trl import GRPOTrainer
 
     apply_defaults(script_args, training_args, model_args)

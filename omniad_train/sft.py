@@ -41,9 +41,9 @@ def main(script_args: OmniADScriptArguments, training_args: Any, model_args: Any
     checkpoint to resume from.  Checkpoints record the dataset's prompt spec
     (:func:`dataset_spec`) in their ``omniad.json``.
     """
-    from omniad_train._quiet import quiet_known_noise
+    from omniad_core._quiet import quiet_known_noise
 
-    quiet_known_noise()  # known library noise only (omniad_train._quiet)
+    quiet_known_noise()  # known library noise only (omniad_core._quiet)
     from trl import SFTTrainer
 
     apply_defaults(script_args, training_args, model_args)

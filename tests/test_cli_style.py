@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from omniad_core._quiet import KNOWN_NOISE, quiet_known_noise
 from omniad_train import cli
-from omniad_train._quiet import KNOWN_NOISE, quiet_known_noise
 from omniad_train.recipe_checks import RecipeError
 from omniad_train.recipe_yaml import resolve_recipe, resolve_shipped, shipped_recipes
 

@@ -407,3 +407,30 @@ def test_cli_flags_have_help_and_both_spellings(capsys):
             long = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
             for flag in long:
                 assert "--" + flag[2:].replace("-", "_") in action.option_strings, flag
+
+
+def test_omniad_inspect_prints_none_of_the_known_library_noise(tmp_path):
+    """The core CLI filters the same exact-message noise list as the training CLIs."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from omniad_core._quiet import KNOWN_NOISE
+
+    image = tmp_path / "part.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+        image
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "omniad_core", "inspect", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    noisy = [n.pattern for n in KNOWN_NOISE if "PaddleOCRVLProcessor" in n.pattern]
+    assert noisy, "the PaddleOCRVLProcessor deprecation line is on the noise list"
+    assert "PaddleOCRVLProcessor" not in run.stderr + run.stdout
+    assert "embedded demo model" in run.stderr  # our own notice still shows

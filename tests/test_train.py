@@ -131,7 +131,7 @@ def test_a_tiny_sft_run_prints_no_known_noise_but_its_own_warnings(data, model, 
     """Issue 15, item 8: every run printed transformers' PaddleOCRVLProcessor deprecation,
     DeepSpeed's accelerator line and the gradient_checkpointing FutureWarning.  They are
     gone; a warning of our own (the plan's, for a max_length that cuts targets) is not."""
-    from omniad_train._quiet import KNOWN_NOISE
+    from omniad_core._quiet import KNOWN_NOISE
     from omniad_train.planner.cli import plan_main
 
     plan_args = ["--config", "tiny_cpu/sft", "--model_name_or_path", str(model)]

@@ -338,7 +338,7 @@ def run_demo(
     claim_folder(out, overwrite)
     import torch
 
-    from omniad_train._quiet import quiet_known_noise
+    from omniad_core._quiet import quiet_known_noise
 
     quiet_known_noise()
     # The demo model is tiny: its matrices are too small for threads to pay off, and on a

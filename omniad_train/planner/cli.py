@@ -115,7 +115,7 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
     import contextlib
     import logging
 
-    from omniad_train._quiet import quiet_known_noise
+    from omniad_core._quiet import quiet_known_noise
     from omniad_train.recipe_checks import RecipeError
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -125,7 +125,7 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
         # libraries' messages (DeepSpeed logs to stdout on import) go to stderr, so stdout
         # holds the plan only (one JSON object with --json)
         with contextlib.redirect_stdout(sys.stderr):
-            quiet_known_noise()  # known library noise only (omniad_train._quiet)
+            quiet_known_noise()  # known library noise only (omniad_core._quiet)
             plan = plan_recipe(args)
     except RecipeError as exc:
         message = " ".join(str(exc).split())
