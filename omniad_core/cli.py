@@ -560,9 +560,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return int(ui_main(args_list[1:]))
     if args_list[:1] == ["inspect"]:
-        from omniad_core.folder import folder_main, is_folder_request
+        from omniad_core.folder import folder_main
 
-        if is_folder_request(args_list[1:]):
+        # a folder run needs --out; without it a folder gets the "is a folder" hint below
+        if any(a == "--out" or a.startswith("--out=") for a in args_list[1:]):
             return int(folder_main(args_list[1:]))
     plugins = _plugins() if args_list and not args_list[0].startswith("-") else {}
     if args_list and args_list[0] in plugins:
