@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from omniad_core import _quiet
+from omniad_core._cli_args import add_endpoint_args, flag
 
 __all__ = ["DEFAULT_OPTIONS", "PLUGIN_GROUP", "grid_arg", "main"]
 
@@ -348,23 +349,6 @@ def _run_inspect(
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _flag(name: str) -> list[str]:
-    """``--flag-name`` and its ``--flag_name`` spelling (one entry for a one-word flag)."""
-    dashed = f"--{name}"
-    under = dashed[:2] + dashed[2:].replace("-", "_")
-    return [dashed] if under == dashed else [dashed, under]
-
-
 def _parser() -> argparse.ArgumentParser:
     """The parser; building it imports nothing heavy (no codec, no torch)."""
     p = argparse.ArgumentParser(prog="omniad", description=DESCRIPTION)
@@ -395,7 +379,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--grid", type=grid_arg, metavar="N|ROWSxCOLS", help=grid_help)
         sp.add_argument("--threshold", type=float, metavar="F", help=thr_help)
         sp.add_argument(
-            *_flag("index-base"), dest="index_base", type=int, choices=(0, 1), help=base_help
+            *flag("index-base"), dest="index_base", type=int, choices=(0, 1), help=base_help
         )
 
     for name, help_text in _plugin_help().items():
@@ -439,34 +423,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
     sp.add_argument("--overlay", metavar="PNG", help="write the mask over the image to this file")
     sp.add_argument(
-        *_flag("max-new-tokens"),
+        *flag("max-new-tokens"),
         dest="max_new_tokens",
         type=int,
         default=1024,
         metavar="N",
         help="generation budget (default 1024: a large 24x24 mask alone is 300-600 tokens)",
     )
-    ep = sp.add_argument_group("served model (an OpenAI-compatible server; docs/serving.md)")
-    ep.add_argument(
-        "--endpoint", dest="endpoint", metavar="URL",
-        help="the server's API root, e.g. http://127.0.0.1:8000/v1 (instead of --model)",
-    )  # fmt: skip
-    ep.add_argument(
-        *_flag("served-model"), dest="served_model", metavar="NAME",
-        help="the model name the server lists at GET /v1/models",
-    )  # fmt: skip
-    ep.add_argument(
-        *_flag("api-key-env"), dest="api_key_env", metavar="VAR",
-        help="environment variable holding the API key (the key is never a command-line value)",
-    )  # fmt: skip
-    ep.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N",
-        help="requests in flight at once (default 8)",
-    )  # fmt: skip
-    ep.add_argument(
-        "--spec", metavar="PATH",
-        help="the served checkpoint's folder or omniad.json (grid, image size, system prompt)",
-    )  # fmt: skip
+    add_endpoint_args(sp)
     sp.set_defaults(func=_cmd_inspect)
 
     sp = sub.add_parser(
@@ -477,7 +441,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("mask", help="the mask image file (0 where normal, non-zero where anomalous)")
     grid_args(sp, checkpoint=False)
     sp.add_argument(
-        *_flag("any-nonzero"),
+        *flag("any-nonzero"),
         dest="any_nonzero",
         action="store_true",
         help="encode a colour photo-like file anyway, every non-zero pixel anomalous (it "

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from omniad_core._cli_args import add_endpoint_args
+
 __all__ = ["UI_INSTALL", "MissingUIError", "build_app", "cells_picture", "ui_main"]
 
 #: The install command the page needs.
@@ -401,15 +403,7 @@ def ui_parser(prog: str = "omniad ui") -> argparse.ArgumentParser:
                    metavar="N", help="files per 'Many images' run (default 200)")  # fmt: skip
     p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int,
                    default=1024, metavar="N", help="generation budget (default 1024)")  # fmt: skip
-    ep = p.add_argument_group("served model (docs/serving.md)")
-    ep.add_argument("--endpoint", metavar="URL", help="API root, e.g. http://127.0.0.1:8000/v1")
-    ep.add_argument("--served-model", "--served_model", dest="served_model", metavar="NAME",
-                    help="the model name the server lists at GET /v1/models")  # fmt: skip
-    ep.add_argument("--api-key-env", "--api_key_env", dest="api_key_env", metavar="VAR",
-                    help="environment variable holding the API key")  # fmt: skip
-    ep.add_argument("--concurrency", type=int, default=8, metavar="N",
-                    help="requests in flight at once (default 8)")  # fmt: skip
-    ep.add_argument("--spec", metavar="PATH", help="the served checkpoint's omniad.json")
+    add_endpoint_args(p)
     return p
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omniad_core._cli_args import add_endpoint_args, positive_int
 from omniad_core.folder.common import (
     FolderInterrupted,
     FolderRunError,
@@ -28,16 +29,6 @@ __all__ = ["folder_main", "folder_parser", "is_folder_request"]
 
 
 # ------------------------------------------------------------------- command line
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def folder_parser(prog: str = "omniad inspect") -> argparse.ArgumentParser:
     """The argument parser of :func:`folder_main`."""
     from omniad_core.cli import grid_arg
@@ -61,25 +52,17 @@ def folder_parser(prog: str = "omniad inspect") -> argparse.ArgumentParser:
         help="which images get an overlay (default: the anomalous ones)",
     )  # fmt: skip
     p.add_argument("--masks", action="store_true", help="write every mask as a PNG")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int,
                    default=8, metavar="N", help="images per model call (default 8)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
     p.add_argument("--no-progress", "--no_progress", dest="progress", action="store_false",
                    help="no progress bar")  # fmt: skip
     p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens",
-                   type=_positive_int, default=1024, metavar="N",
+                   type=positive_int, default=1024, metavar="N",
                    help="generation budget per image (default 1024)")  # fmt: skip
     p.add_argument("--grid", type=grid_arg, default=None, metavar="N|ROWSxCOLS",
                    help="the grid the model writes (default: the checkpoint's)")  # fmt: skip
-    ep = p.add_argument_group("served model (docs/serving.md)")
-    ep.add_argument("--endpoint", metavar="URL", help="API root, e.g. http://127.0.0.1:8000/v1")
-    ep.add_argument("--served-model", "--served_model", dest="served_model", metavar="NAME",
-                    help="the model name the server lists at GET /v1/models")  # fmt: skip
-    ep.add_argument("--api-key-env", "--api_key_env", dest="api_key_env", metavar="VAR",
-                    help="environment variable holding the API key")  # fmt: skip
-    ep.add_argument("--concurrency", type=_positive_int, default=8, metavar="N",
-                    help="requests in flight at once (default 8)")  # fmt: skip
-    ep.add_argument("--spec", metavar="PATH", help="the served checkpoint's omniad.json")
+    add_endpoint_args(p)
     return p
 
 

@@ -1,0 +1,60 @@
+"""Command-line pieces shared by ``omniad inspect``, folder inspection and ``omniad ui``
+(private): flag spellings, a positive-integer type and the served-model options."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_endpoint_args", "flag", "positive_int"]
+
+
+def flag(name: str) -> list[str]:
+    """``--flag-name`` and its ``--flag_name`` spelling (one entry for a one-word flag)."""
+    dashed = f"--{name}"
+    under = dashed[:2] + dashed[2:].replace("-", "_")
+    return [dashed] if under == dashed else [dashed, under]
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=`` for a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The options that point a command at a model behind an OpenAI-compatible server."""
+    ep = parser.add_argument_group("served model (an OpenAI-compatible server; docs/serving.md)")
+    ep.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="the server's API root, e.g. http://127.0.0.1:8000/v1 (instead of --model)",
+    )
+    ep.add_argument(
+        *flag("served-model"),
+        dest="served_model",
+        metavar="NAME",
+        help="the model name the server lists at GET /v1/models",
+    )
+    ep.add_argument(
+        *flag("api-key-env"),
+        dest="api_key_env",
+        metavar="VAR",
+        help="environment variable holding the API key (the key is never a command-line value)",
+    )
+    ep.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="requests in flight at once (default 8)",
+    )
+    ep.add_argument(
+        "--spec",
+        metavar="PATH",
+        help="the served checkpoint's folder or omniad.json (grid, image size, system prompt)",
+    )
