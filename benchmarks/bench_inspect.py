@@ -43,12 +43,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = {
     "test": {},
     "demo": None,  # the embedded checkpoint itself
-    "31M": dict(hidden_size=512, intermediate_size=1536, num_layers=8, num_heads=8,
-                num_kv_heads=4, vision_hidden_size=256, vision_intermediate_size=768),
-    "167M": dict(hidden_size=1024, intermediate_size=3072, num_layers=12, num_heads=16,
-                 num_kv_heads=4, vision_hidden_size=512, vision_intermediate_size=1536,
-                 vision_num_heads=8),
-}  # fmt: skip
+    "31M": dict(
+        hidden_size=512,
+        intermediate_size=1536,
+        num_layers=8,
+        num_heads=8,
+        num_kv_heads=4,
+        vision_hidden_size=256,
+        vision_intermediate_size=768,
+    ),
+    "167M": dict(
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_layers=12,
+        num_heads=16,
+        num_kv_heads=4,
+        vision_hidden_size=512,
+        vision_intermediate_size=1536,
+        vision_num_heads=8,
+    ),
+}
 
 _IMPORTS = (
     "import torch, transformers\n"
@@ -202,20 +216,22 @@ def in_process(names: list[str], repeats: int) -> str:
             )
     return _table(
         "One answer in process (`Inspector.analyze`, warm)",
-        ["model"] + [f"{k} thread{'s' if k > 1 else ''} s" for k in counts]
+        ["model"]
+        + [f"{k} thread{'s' if k > 1 else ''} s" for k in counts]
         + [f"{cores} / 1 thread", "fastest", "policy"],
         rows,
         note=f"Median of {repeats} answers after a warm-up; {cores} = torch's default here.",
-    )  # fmt: skip
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/bench_inspect.py", description=__doc__)
     p.add_argument("--repeats", type=int, default=5, help="runs per measurement (default 5)")
     p.add_argument(
-        "--sizes", default="test,demo,31M,167M",
+        "--sizes",
+        default="test,demo,31M,167M",
         help=f"in-process model sizes, comma-separated from {', '.join(SIZES)}",
-    )  # fmt: skip
+    )
     p.add_argument("--busy", action="store_true", help="keep one core busy during 2 and 3")
     p.add_argument("--skip-startup", "--skip_startup", action="store_true", help="no section 1")
     args = p.parse_args(argv)

@@ -211,16 +211,23 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     server = None
     try:
-        data = generate(work / "data", n_test_good=3, n_test_defect_per_type=2, image_size=96,
-                        categories=["fabric", "tile", "bottle_cap"], progress=False)  # fmt: skip
+        data = generate(
+            work / "data",
+            n_test_good=3,
+            n_test_defect_per_type=2,
+            image_size=96,
+            categories=["fabric", "tile", "bottle_cap"],
+            progress=False,
+        )
         inspector = Inspector.from_pretrained(model)
         tokenizer = inspector.processor.tokenizer
         common = {"limit": args.questions, "progress": False}
         runs = []
 
         def local(bs: int, tag: str):
-            return lambda: run_mmad(inspector, data.mmad_json, out=work / tag, batch_size=bs,
-                                    **common)  # fmt: skip
+            return lambda: run_mmad(
+                inspector, data.mmad_json, out=work / tag, batch_size=bs, **common
+            )
 
         local(args.batch_size, "warm")()  # first calls compile nothing, but warm the caches
         runs.append(measure("in process, one by one", local(1, "one"), tokenizer))
@@ -231,17 +238,28 @@ def main(argv: list[str] | None = None) -> int:
                 tokenizer,
             )
         )
-        print(f"{runs[-2]['name']}: {runs[-2]['req_s']:.2f} q/s; {runs[-1]['name']}: "
-              f"{runs[-1]['req_s']:.2f} q/s", flush=True)  # fmt: skip
+        print(
+            f"{runs[-2]['name']}: {runs[-2]['req_s']:.2f} q/s; {runs[-1]['name']}: "
+            f"{runs[-1]['req_s']:.2f} q/s",
+            flush=True,
+        )
         server, url = start_server(model, work / "serve.log")
         served = {"endpoint": url, "served_model": str(model), "grid": 8, "image_size": 224}
-        run_mmad(None, data.mmad_json, out=work / "warm-ep", concurrency=4, limit=8,
-                 progress=False, **served)  # fmt: skip
+        run_mmad(
+            None,
+            data.mmad_json,
+            out=work / "warm-ep",
+            concurrency=4,
+            limit=8,
+            progress=False,
+            **served,
+        )
         for c in args.levels:
 
             def call(c: int = c):
-                return run_mmad(None, data.mmad_json, out=work / f"ep{c}", concurrency=c,
-                                **common, **served)  # fmt: skip
+                return run_mmad(
+                    None, data.mmad_json, out=work / f"ep{c}", concurrency=c, **common, **served
+                )
 
             runs.append(measure(f"endpoint, concurrency {c}", call, tokenizer))
             print(f"{runs[-1]['name']}: {runs[-1]['req_s']:.2f} q/s", flush=True)

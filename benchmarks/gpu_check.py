@@ -78,24 +78,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grpo-steps", type=_positive, default=2)
     p.add_argument("--num-generations", type=_positive, default=4)
     p.add_argument(
-        "--grpo-batch", type=_positive, default=8,
+        "--grpo-batch",
+        type=_positive,
+        default=8,
         help="per-device GRPO batch (completions); default two groups of --num-generations",
-    )  # fmt: skip
+    )
     p.add_argument("--max-completion-length", type=_positive, default=768)
     p.add_argument("--inspect-images", type=_positive, default=16)
     p.add_argument("--inspect-batch", type=_positive, default=8)
     p.add_argument("--inspect-tokens", type=_positive, default=128)
     p.add_argument(
-        "--vllm", action=argparse.BooleanOptionalAction, default=True,
+        "--vllm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="generate GRPO completions with vLLM (colocate) when it is importable",
-    )  # fmt: skip
+    )
     p.add_argument("--vllm-gpu-memory-utilization", type=_fraction, default=0.25)
     p.add_argument("--keep", action="store_true", help="keep the model and run folders")
     p.add_argument("--timeout", type=_positive, default=900, help="seconds allowed per phase")
     p.add_argument(
-        "--smoke", action="store_true",
+        "--smoke",
+        action="store_true",
         help="run on the CPU with the scaled-down model (checks the script, not the GPU)",
-    )  # fmt: skip
+    )
     p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # one child process
     args = p.parse_args(argv)
     if args.grpo_batch % args.num_generations:
@@ -338,10 +343,18 @@ def _child(args: argparse.Namespace, phase: str) -> dict[str, Any]:
 def _forwarded(args: argparse.Namespace) -> list[str]:
     out = ["--out", os.fspath(args.out)]
     for name in (
-        "sft_steps", "sft_batch", "grpo_steps", "num_generations", "grpo_batch",
-        "max_completion_length", "inspect_images", "inspect_batch", "inspect_tokens",
-        "vllm_gpu_memory_utilization", "timeout",
-    ):  # fmt: skip
+        "sft_steps",
+        "sft_batch",
+        "grpo_steps",
+        "num_generations",
+        "grpo_batch",
+        "max_completion_length",
+        "inspect_images",
+        "inspect_batch",
+        "inspect_tokens",
+        "vllm_gpu_memory_utilization",
+        "timeout",
+    ):
         out += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     out.append("--vllm" if args.vllm else "--no-vllm")
     if args.smoke:
@@ -391,9 +404,10 @@ def _predicted(plan: dict[str, Any]) -> str:
     figures = [
         f"{k}={v:.1f}"
         for k, v in plan.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
         and any(w in k for w in ("memory", "gib", "gb"))
-    ]  # fmt: skip
+    ]
     return ", ".join(figures) or "(no memory figure)"
 
 
@@ -407,19 +421,32 @@ def _cell(result: dict[str, Any], key: str, fmt: str = "{:.2f}") -> str:
 
 def print_table(results: dict[str, dict[str, Any]], plans: dict[str, dict[str, Any]]) -> None:
     """One row per phase: times, peaks, the planner's prediction."""
-    head = ("phase", "wall s", "step s", "s/image", "peak alloc GiB", "peak device GiB",
-            "plan: memory/device")  # fmt: skip
+    head = (
+        "phase",
+        "wall s",
+        "step s",
+        "s/image",
+        "peak alloc GiB",
+        "peak device GiB",
+        "plan: memory/device",
+    )
     rows = [head]
     for phase, r in results.items():
         if "error" in r:
             rows.append((phase, "FAILED", "", "", "", "", ""))
             continue
         plan = _predicted(plans[phase]) if phase in plans else ""
-        rows.append((
-            phase, _cell(r, "wall_seconds", "{:.1f}"), _cell(r, "step_seconds"),
-            _cell(r, "seconds_per_image"), _cell(r, "peak_allocated_gib", "{:.1f}"),
-            _cell(r, "peak_device_gib", "{:.1f}"), plan,
-        ))  # fmt: skip
+        rows.append(
+            (
+                phase,
+                _cell(r, "wall_seconds", "{:.1f}"),
+                _cell(r, "step_seconds"),
+                _cell(r, "seconds_per_image"),
+                _cell(r, "peak_allocated_gib", "{:.1f}"),
+                _cell(r, "peak_device_gib", "{:.1f}"),
+                plan,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for n, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -437,10 +464,15 @@ def print_table(results: dict[str, dict[str, Any]], plans: dict[str, dict[str, A
 
 #: The figures of ``plan --json`` repeated under the table (the rest is in its output).
 PLAN_KEYS = (
-    "global_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "prompts_per_step", "num_generations", "image_tokens", "max_length_limit",
+    "global_batch_size",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "prompts_per_step",
+    "num_generations",
+    "image_tokens",
+    "max_length_limit",
     "truncated_fraction",
-)  # fmt: skip
+)
 
 
 def _plan_summary(plan: dict[str, Any]) -> str:
@@ -458,11 +490,24 @@ def _prepare_data(args: argparse.Namespace) -> None:
     from omniad_train.synthetic import generate
 
     synth = generate(
-        args.out / "synth", n_train_good=2, n_test_good=2, n_test_defect_per_type=1,
-        image_size=256, seed=0, split="train", progress=False,
-    )  # fmt: skip
-    prepare(args.out / "data", mvtec_root=synth.mvtec_root, image_size=512, grid=24,
-            seed=0, verbose=False, overwrite=True)  # fmt: skip
+        args.out / "synth",
+        n_train_good=2,
+        n_test_good=2,
+        n_test_defect_per_type=1,
+        image_size=256,
+        seed=0,
+        split="train",
+        progress=False,
+    )
+    prepare(
+        args.out / "data",
+        mvtec_root=synth.mvtec_root,
+        image_size=512,
+        grid=24,
+        seed=0,
+        verbose=False,
+        overwrite=True,
+    )
 
 
 def _clean(out: Path, names: tuple[str, ...]) -> None:
@@ -479,16 +524,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     reason = None if args.smoke else cuda_skip_reason()
     if reason is not None:
-        print(f"gpu_check: skipped: {reason}. It needs one CUDA GPU (about 80 GB for the "
-              "defaults) and the CUDA build of torch; see docs/training.md.")  # fmt: skip
+        print(
+            f"gpu_check: skipped: {reason}. It needs one CUDA GPU (about 80 GB for the "
+            "defaults) and the CUDA build of torch; see docs/training.md."
+        )
         return 0
     start = time.perf_counter()
     _clean(args.out, ("synth", "data", *OUTPUTS))
     args.out.mkdir(parents=True, exist_ok=True)
     _prepare_data(args)
     recipes = write_recipes(args)
-    print(f"gpu_check: {'smoke run on the CPU' if args.smoke else 'Qwen2.5-VL-3B shapes, bf16'}"
-          f"; GRPO generation: {_use_vllm(args)[1]}; attention: {_attention()}", flush=True)  # fmt: skip
+    print(
+        f"gpu_check: {'smoke run on the CPU' if args.smoke else 'Qwen2.5-VL-3B shapes, bf16'}"
+        f"; GRPO generation: {_use_vllm(args)[1]}; attention: {_attention()}",
+        flush=True,
+    )
     results: dict[str, dict[str, Any]] = {}
     plans: dict[str, dict[str, Any]] = {}
     for phase in PHASES:

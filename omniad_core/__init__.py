@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # the names as static tools see them
 
 #: Where each public name lives.
 _LAZY: dict[str, str] = {
-    "Analysis": "omniad_core.inspector",
+    "Analysis": "omniad_core.analysis",
     "AnswerReward": "omniad_core.rewards",
     "Backend": "omniad_core.backends",
     "CheckpointError": "omniad_core.inspector",

@@ -292,8 +292,14 @@ def check_model_location(path_or_id: str | os.PathLike[str]) -> None:
 
 
 # --------------------------------------------------------------------- checkpoints
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt",
-                    "spiece.model", "sentencepiece.bpe.model")  # fmt: skip
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 _TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 _DAMAGED = "the file is damaged (an interrupted download or save?): download or save it again"

@@ -29,12 +29,12 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 import textmask
+from omniad_core.analysis import Analysis
 from omniad_core.backends import (
     SEG_STRIPPED,
     Backend,
@@ -78,7 +78,7 @@ from omniad_core.checkpoint import (
     torchvision_hint,
     use_left_padding,
 )
-from omniad_core.images import load_image, overlay
+from omniad_core.images import load_image
 from omniad_core.parsing import ParsedResponse, parse_response
 from omniad_core.prompts import DEFECT_QUESTION, Question, build_messages
 
@@ -109,99 +109,6 @@ __all__ = [
 ]
 
 _DEFAULT_OPTIONS = {"A": "Yes", "B": "No"}
-
-
-@dataclass
-class Analysis:
-    """The result of :meth:`Inspector.analyze` for one image.
-
-    Attributes
-    ----------
-    response : str
-        The model's raw text.
-    parsed : ParsedResponse
-        Seg, think and answer read from it (tolerantly).
-    mask : numpy.ndarray of bool
-        The seg as a pixel mask at the input image's own size.
-    image : PIL.Image.Image
-        The input image (RGB, original size).
-    question : str
-        The user turn that was asked.
-    seconds : float
-        Generation time (for a batch, the batch's time divided by its size).
-    error : str or None
-        Why the request failed (a served model that did not answer after the last retry):
-        then ``response`` is empty, the mask is empty and nothing was parsed.  A failed
-        request is a result, not an exception.
-    raw : dict or None
-        The fields a server returned (``content``, ``reasoning_content``,
-        ``finish_reason``, ``usage``), before the response was rebuilt from them (None in
-        process: ``response`` is the text as generated).
-    seg_stripped : bool
-        The server dropped the ``<seg>`` block: the mask is lost, ``parsed.problems``
-        names the server setting that causes it.
-    prompt_tokens, completion_tokens : int or None
-        Token counts of the request.
-    """
-
-    response: str
-    parsed: ParsedResponse
-    mask: np.ndarray
-    image: Any = field(repr=False)
-    question: str = ""
-    seconds: float = 0.0
-    error: str | None = None
-    raw: dict[str, Any] | None = field(default=None, repr=False)
-    seg_stripped: bool = False
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the model answered (the request did not fail)."""
-        return self.error is None
-
-    @property
-    def is_anomalous(self) -> bool:
-        """True when the model marked at least one cell."""
-        return self.parsed.is_anomalous
-
-    @property
-    def answer(self) -> str | None:
-        """The option letter the model chose, if one could be read."""
-        return self.parsed.answer
-
-    @property
-    def think(self) -> str | None:
-        """The reasoning text."""
-        return self.parsed.think
-
-    def overlay(self, **kwargs: Any) -> Any:
-        """The mask painted over the image (``PIL.Image``); see :func:`omniad_core.overlay`."""
-        return overlay(self.image, self.mask, **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no pixels): answer, seg, think, flags, problems;
-        ``image_size_hw`` (alias ``image_size``) is ``[height, width]``."""
-        return {
-            "answer": self.answer,
-            "is_anomalous": self.is_anomalous,
-            "seg": self.parsed.seg_canonical,
-            "think": self.think,
-            "anomalous_pixels": int(self.mask.sum()),
-            "image_size": list(self.mask.shape),  # [H, W], as image_size_hw says
-            "image_size_hw": list(self.mask.shape),
-            "format_ok": self.parsed.format_ok,
-            "problems": list(self.parsed.problems),
-            "response": self.response,
-            "question": self.question,
-            "seconds": round(self.seconds, 4),
-            "error": self.error,
-            "seg_stripped": self.seg_stripped,
-            "raw": self.raw,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
 
 
 class Inspector:
@@ -327,14 +234,16 @@ class Inspector:
         return {
             "model": str(getattr(self.backend, "name", "") or "model"),
             "grid": {
-                "rows": g.rows, "cols": g.cols, "threshold": g.threshold,
+                "rows": g.rows,
+                "cols": g.cols,
+                "threshold": g.threshold,
                 "index_base": g.index_base,
             },
             "model_image_size": self.image_size,
             "settings_source": dict(self.settings.source or {}),
             "num_threads": self.num_threads,
             "threads_reason": self.threads_reason,
-        }  # fmt: skip
+        }
 
     def _init_settings(
         self, spec: dict[str, Any], grid: Any, image_size: Any, system_prompt: Any, layout: str
@@ -400,17 +309,24 @@ class Inspector:
         """
         spec = served_spec(model, spec)
         backend = EndpointBackend(
-            base_url, model, api_key_env=api_key_env, concurrency=concurrency,
-            timeout=timeout, retries=retries, backoff=backoff, temperature=temperature,
+            base_url,
+            model,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            temperature=temperature,
             extra_body=extra_body,
-        )  # fmt: skip
+        )
         if check:
             backend.check()
         defaulted = [
-            k for k in ("grid", "image_size", "system_prompt")
+            k
+            for k in ("grid", "image_size", "system_prompt")
             if kwargs.get(k, FROM_CHECKPOINT) is FROM_CHECKPOINT
             and (spec is None or {"grid": "textmask"}.get(k, k) not in spec)
-        ]  # fmt: skip
+        ]
         if defaulted:
             warnings.warn(
                 f"served model {model!r}: no omniad.json here, so {', '.join(defaulted)} take "
@@ -480,11 +396,20 @@ class Inspector:
             options = _DEFAULT_OPTIONS if options is None else options
         ref = None if reference is None else self._resize(load_image(reference))
         messages = build_messages(
-            question, self._resize(img), options=options, reference=ref,
-            system_prompt=self.system_prompt, layout=self.layout,  # type: ignore[arg-type]
-        )  # fmt: skip
-        images = [c["image"] for m in messages if isinstance(m["content"], list)
-                  for c in m["content"] if c.get("type") == "image"]  # fmt: skip
+            question,
+            self._resize(img),
+            options=options,
+            reference=ref,
+            system_prompt=self.system_prompt,
+            layout=self.layout,  # type: ignore[arg-type]
+        )
+        images = [
+            c["image"]
+            for m in messages
+            if isinstance(m["content"], list)
+            for c in m["content"]
+            if c.get("type") == "image"
+        ]
         opts = question.options if isinstance(question, Question) and options is None else options
         user = messages[-1]["content"][-1]["text"]
         return messages, images, img, user, opts
@@ -575,15 +500,20 @@ class Inspector:
         """The Analysis of one backend result (parsed, or a failure with its reason)."""
         h, w = img.size[1], img.size[0]
         common = dict(
-            seconds=gen.seconds, raw=gen.raw, seg_stripped=gen.seg_stripped,
-            prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
-        )  # fmt: skip
+            seconds=gen.seconds,
+            raw=gen.raw,
+            seg_stripped=gen.seg_stripped,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+        )
         if gen.error is not None or gen.text is None:
             error = gen.error or "the backend returned no text"
             parsed = ParsedResponse(
-                raw="", grid=self.grid.shape, index_base=self.grid.index_base,
+                raw="",
+                grid=self.grid.shape,
+                index_base=self.grid.index_base,
                 problems=[f"request failed: {error}"],
-            )  # fmt: skip
+            )
             mask = np.zeros((h, w), bool)
             return Analysis("", parsed, mask, img, user, error=error, **common)  # type: ignore[arg-type]
         parsed = parse_response(gen.text, options=opt, grid=self.grid)

@@ -44,9 +44,14 @@ def resolve_grid(
     """
 
     given = [
-        flag for flag, value in (("--grid", grid), ("--threshold", threshold),
-                                 ("--index-base", index_base)) if value is not None
-    ]  # fmt: skip
+        flag
+        for flag, value in (
+            ("--grid", grid),
+            ("--threshold", threshold),
+            ("--index-base", index_base),
+        )
+        if value is not None
+    ]
     stated = (spec or {}).get("textmask")
     if not given:
         return None, None, SPEC_FILE if stated else "default"

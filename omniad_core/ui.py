@@ -91,9 +91,14 @@ class _Page:
     """What the page's buttons do (no gradio here: tested through the page itself)."""
 
     def __init__(
-        self, inspector: Any, model_label: str, is_demo: bool, temp_dir: Path,
-        max_pixels: int | None, max_files: int,
-    ) -> None:  # fmt: skip
+        self,
+        inspector: Any,
+        model_label: str,
+        is_demo: bool,
+        temp_dir: Path,
+        max_pixels: int | None,
+        max_files: int,
+    ) -> None:
         self.inspector = inspector
         self.model_label = model_label
         self.is_demo = is_demo
@@ -209,18 +214,29 @@ class _Page:
             ref = ref_path
         with self.lock:
             result = inspect_folder(
-                self.inspector, images, run / "results", reference=ref,
-                overlays="all" if all_overlays else "anomalous", progress=False,
+                self.inspector,
+                images,
+                run / "results",
+                reference=ref,
+                overlays="all" if all_overlays else "anomalous",
+                progress=False,
                 max_pixels=self.max_pixels,
-            )  # fmt: skip
+            )
         rows = []
         for r in result.rows():
             flag = "" if r["anomalous"] is None else ("yes" if r["anomalous"] else "no")
-            rows.append([
-                r["rank"], r["image"], r["status"], flag, r["answer"] or "",
-                float(r["mask_area"]) if r["mask_area"] is not None else None,
-                r["seg"] or "", (r["error"] or "").replace(str(images) + os.sep, ""),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    r["rank"],
+                    r["image"],
+                    r["status"],
+                    flag,
+                    r["answer"] or "",
+                    float(r["mask_area"]) if r["mask_area"] is not None else None,
+                    r["seg"] or "",
+                    (r["error"] or "").replace(str(images) + os.sep, ""),
+                ]
+            )
         gallery = [
             (str(result.out_dir / r["overlay"]), f"{r['rank']}. {r['image']}")
             for r in result.rows()
@@ -328,59 +344,105 @@ def build_app(
         with gr.Tab("One image", elem_id="tab-one"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    image = gr.File(label="Image", file_types=image_types, type="filepath",
-                                    elem_id="image-file")  # fmt: skip
+                    image = gr.File(
+                        label="Image", file_types=image_types, type="filepath", elem_id="image-file"
+                    )
                     reference = gr.File(
-                        label="Normal reference (optional, 1-shot)", file_types=image_types,
-                        type="filepath", elem_id="reference-file",
-                    )  # fmt: skip
-                    mode = gr.Radio([_DEFAULT_MODE, _OWN_MODE], value=_DEFAULT_MODE,
-                                    label="Question", elem_id="mode")  # fmt: skip
+                        label="Normal reference (optional, 1-shot)",
+                        file_types=image_types,
+                        type="filepath",
+                        elem_id="reference-file",
+                    )
+                    mode = gr.Radio(
+                        [_DEFAULT_MODE, _OWN_MODE],
+                        value=_DEFAULT_MODE,
+                        label="Question",
+                        elem_id="mode",
+                    )
                     with gr.Accordion("Your own question", open=False, elem_id="own"):
-                        question = gr.Textbox(label="Question", elem_id="question",
-                                              placeholder="Which defect does the part show?")  # fmt: skip
-                        options = gr.Textbox(label="Options, one per line (lettered A, B, ...)",
-                                             lines=3, elem_id="options")  # fmt: skip
+                        question = gr.Textbox(
+                            label="Question",
+                            elem_id="question",
+                            placeholder="Which defect does the part show?",
+                        )
+                        options = gr.Textbox(
+                            label="Options, one per line (lettered A, B, ...)",
+                            lines=3,
+                            elem_id="options",
+                        )
                     run = gr.Button("Inspect", variant="primary", elem_id="run")
                 with gr.Column(scale=2):
                     status = gr.Markdown("Upload an image and press Inspect.", elem_id="status")
                     with gr.Row():
-                        overlay = gr.Image(label="Overlay (mask over the image)", type="pil",
-                                           format="png", interactive=False, height=300,
-                                           elem_id="overlay")  # fmt: skip
-                        cells = gr.Image(label="Marked grid cells", type="pil", format="png",
-                                         interactive=False, height=300, elem_id="cells")  # fmt: skip
+                        overlay = gr.Image(
+                            label="Overlay (mask over the image)",
+                            type="pil",
+                            format="png",
+                            interactive=False,
+                            height=300,
+                            elem_id="overlay",
+                        )
+                        cells = gr.Image(
+                            label="Marked grid cells",
+                            type="pil",
+                            format="png",
+                            interactive=False,
+                            height=300,
+                            elem_id="cells",
+                        )
                     answer = gr.Textbox(label="Answer", interactive=False, elem_id="answer")
                     seg = gr.Textbox(label="Seg text", interactive=False, elem_id="seg")
-                    think = gr.Textbox(label="Reasoning", lines=4, interactive=False,
-                                       elem_id="reasoning")  # fmt: skip
+                    think = gr.Textbox(
+                        label="Reasoning", lines=4, interactive=False, elem_id="reasoning"
+                    )
             question.input(lambda: _OWN_MODE, None, mode)  # typing a question selects it
             run.click(
-                page.inspect_one, [image, reference, mode, question, options],
-                [overlay, cells, answer, seg, think, status], concurrency_limit=1,
-            )  # fmt: skip
+                page.inspect_one,
+                [image, reference, mode, question, options],
+                [overlay, cells, answer, seg, think, status],
+                concurrency_limit=1,
+            )
         with gr.Tab("Many images", elem_id="tab-many"):
             with gr.Row():
-                files = gr.File(label="Images (several files)", file_count="multiple",
-                                type="filepath", elem_id="many-files")  # fmt: skip
-                folder = gr.File(label="or a folder", file_count="directory", type="filepath",
-                                 elem_id="many-folder")  # fmt: skip
-                many_ref = gr.File(label="Normal reference for all (optional)",
-                                   file_types=image_types, type="filepath",
-                                   elem_id="many-reference")  # fmt: skip
-            all_overlays = gr.Checkbox(label="Overlays of every image (not only the anomalous)",
-                                       elem_id="all-overlays")  # fmt: skip
+                files = gr.File(
+                    label="Images (several files)",
+                    file_count="multiple",
+                    type="filepath",
+                    elem_id="many-files",
+                )
+                folder = gr.File(
+                    label="or a folder",
+                    file_count="directory",
+                    type="filepath",
+                    elem_id="many-folder",
+                )
+                many_ref = gr.File(
+                    label="Normal reference for all (optional)",
+                    file_types=image_types,
+                    type="filepath",
+                    elem_id="many-reference",
+                )
+            all_overlays = gr.Checkbox(
+                label="Overlays of every image (not only the anomalous)", elem_id="all-overlays"
+            )
             run_many = gr.Button("Inspect all", variant="primary", elem_id="run-many")
             many_status = gr.Markdown("", elem_id="many-status")
-            table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True,
-                                 elem_id="table")  # fmt: skip
+            table = gr.Dataframe(
+                headers=TABLE_COLUMNS, interactive=False, wrap=True, elem_id="table"
+            )
             gallery = gr.Gallery(label="Overlays", columns=6, elem_id="gallery")
-            downloads = gr.File(label="summary.csv and results.jsonl", file_count="multiple",
-                                interactive=False, elem_id="downloads")  # fmt: skip
+            downloads = gr.File(
+                label="summary.csv and results.jsonl",
+                file_count="multiple",
+                interactive=False,
+                elem_id="downloads",
+            )
             run_many.click(
-                page.inspect_many, [files, folder, many_ref, all_overlays],
-                [table, gallery, downloads, many_status], concurrency_limit=1,
-            )  # fmt: skip
+                page.inspect_many,
+                [files, folder, many_ref, all_overlays],
+                [table, gallery, downloads, many_status],
+                concurrency_limit=1,
+            )
     app.omniad_page = page  # for tests and embedding
     app.omniad_temp_dir = work
     return app
@@ -391,18 +453,46 @@ def ui_parser(prog: str = "omniad ui") -> argparse.ArgumentParser:
     """The argument parser of :func:`ui_main`."""
     p = argparse.ArgumentParser(prog=prog, description="Serve a web page to inspect images.")
     p.add_argument("--model", help="checkpoint folder (default: the embedded demo model)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=float,
-                   default=50.0, metavar="MB", help="largest upload in MB (default 50)")  # fmt: skip
-    p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=int, default=None,
-                   metavar="N",
-                   help="largest image in pixels (default: the loader's limit, 64 Mpx)")  # fmt: skip
-    p.add_argument("--max-files", "--max_files", dest="max_files", type=int, default=200,
-                   metavar="N", help="files per 'Many images' run (default 200)")  # fmt: skip
-    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int,
-                   default=1024, metavar="N", help="generation budget (default 1024)")  # fmt: skip
+    p.add_argument(
+        "--max-upload-mb",
+        "--max_upload_mb",
+        dest="max_upload_mb",
+        type=float,
+        default=50.0,
+        metavar="MB",
+        help="largest upload in MB (default 50)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        "--max_pixels",
+        dest="max_pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest image in pixels (default: the loader's limit, 64 Mpx)",
+    )
+    p.add_argument(
+        "--max-files",
+        "--max_files",
+        dest="max_files",
+        type=int,
+        default=200,
+        metavar="N",
+        help="files per 'Many images' run (default 200)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        "--max_new_tokens",
+        dest="max_new_tokens",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="generation budget (default 1024)",
+    )
     add_endpoint_args(p)
     return p
 
@@ -444,10 +534,14 @@ def _serve(args: argparse.Namespace, work: Path, prog: str, fail: Any) -> int:
         return fail(str(exc))
     try:
         loaded = load_inspector(
-            args.model, endpoint=args.endpoint, served_model=args.served_model,
-            api_key_env=args.api_key_env, spec=args.spec, concurrency=args.concurrency,
+            args.model,
+            endpoint=args.endpoint,
+            served_model=args.served_model,
+            api_key_env=args.api_key_env,
+            spec=args.spec,
+            concurrency=args.concurrency,
             max_new_tokens=args.max_new_tokens,
-        )  # fmt: skip
+        )
     except FolderRunError as exc:
         return fail(str(exc))
     for note in loaded.notes:
@@ -459,9 +553,13 @@ def _serve(args: argparse.Namespace, work: Path, prog: str, fail: Any) -> int:
             file=sys.stderr,
         )
     app = build_app(
-        loaded.inspector, model_label=loaded.label, is_demo=loaded.is_demo,
-        temp_dir=work, max_pixels=args.max_pixels, max_files=args.max_files,
-    )  # fmt: skip
+        loaded.inspector,
+        model_label=loaded.label,
+        is_demo=loaded.is_demo,
+        temp_dir=work,
+        max_pixels=args.max_pixels,
+        max_files=args.max_files,
+    )
     print(
         f"{prog}: serving on http://{args.host}:{args.port} (files in {work}; Ctrl-C stops)",
         file=sys.stderr,
@@ -474,10 +572,14 @@ def _serve(args: argparse.Namespace, work: Path, prog: str, fail: Any) -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         app.launch(
-            server_name=args.host, server_port=args.port, share=False, ssr_mode=False,
-            max_file_size=f"{int(args.max_upload_mb * 1024 * 1024)}b", show_error=True,
+            server_name=args.host,
+            server_port=args.port,
+            share=False,
+            ssr_mode=False,
+            max_file_size=f"{int(args.max_upload_mb * 1024 * 1024)}b",
+            show_error=True,
             quiet=True,
-        )  # fmt: skip
+        )
     except OSError as exc:
         return fail(f"cannot serve on {args.host}:{args.port}: {exc}")
     except KeyboardInterrupt:

@@ -84,9 +84,16 @@ def main(
     training_args.remove_unused_columns = False  # the rewards read mask, answer, options
     log.info("GRPO on %d prompts from %s", len(train), folder)
     return train_and_save(
-        GRPOTrainer, script_args, training_args, model_args, train, evaluation, resume, spec,
+        GRPOTrainer,
+        script_args,
+        training_args,
+        model_args,
+        train,
+        evaluation,
+        resume,
+        spec,
         reward_funcs=funcs,
-    )  # fmt: skip
+    )
 
 
 def cli(argv: Sequence[str] | None = None) -> Any:

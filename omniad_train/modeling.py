@@ -244,8 +244,11 @@ def _weights_problem(ckpt: Path) -> str | None:
             shards = set(json.loads(index.read_text())["weight_map"].values())
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return f"{index.name} cannot be read"
-        bad = sorted(str(s) for s in shards
-                     if not _NAME.fullmatch(str(s)) or not _safetensors_ok(ckpt / str(s)))  # fmt: skip
+        bad = sorted(
+            str(s)
+            for s in shards
+            if not _NAME.fullmatch(str(s)) or not _safetensors_ok(ckpt / str(s))
+        )
         return f"weight shard(s) {bad[:3]} missing or truncated" if bad else None
     if any(p.is_file() for p in ckpt.glob("*/adapter_model.safetensors")):
         return None  # several adapters, one folder each
@@ -304,8 +307,11 @@ def _checkpoints(output_dir: Path) -> list[Path]:
     """``checkpoint-N`` folders, newest first."""
     if not output_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir()
-             if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]  # fmt: skip
+    found = [
+        (int(m.group(1)), p)
+        for p in output_dir.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and p.is_dir()
+    ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -482,11 +488,18 @@ def save_final(
                 log.warning(
                     "ZeRO-3 partitions the trained weights, so the LoRA adapter is merged in a "
                     "separate step: %s into a fresh copy of %s on the CPU, saved to %s",
-                    adapter, base, out,
-                )  # fmt: skip
+                    adapter,
+                    base,
+                    out,
+                )
                 with _plain_loading(trainer.args):
-                    merge_lora(base, adapter, out, dtype=unwrapped.dtype,
-                               trust_remote_code=bool(trainer.args.trust_remote_code))  # fmt: skip
+                    merge_lora(
+                        base,
+                        adapter,
+                        out,
+                        dtype=unwrapped.dtype,
+                        trust_remote_code=bool(trainer.args.trust_remote_code),
+                    )
         elif main:
             unwrapped.merge_and_unload().save_pretrained(str(out), safe_serialization=True)
     else:

@@ -320,11 +320,13 @@ def test_eval_and_its_commands_help_under_their_real_names_without_loading_libra
 @pytest.mark.parametrize(
     ("argv", "usage"),
     [
-        (["-m", "omniad_train.evaluation", "detection", "--help"],
-         "usage: python -m omniad_train.evaluation detection "),
+        (
+            ["-m", "omniad_train.evaluation", "detection", "--help"],
+            "usage: python -m omniad_train.evaluation detection ",
+        ),
         ([str(ROOT / "benchmarks" / "run_mmad.py"), "--help"], "usage: run_mmad.py "),
     ],
-)  # fmt: skip
+)
 def test_eval_usage_names_the_command_as_it_was_called(argv, usage):
     run = subprocess.run(
         [sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
@@ -352,10 +354,29 @@ def test_every_eval_option_has_help_and_is_listed_once(command):
 def test_eval_options_parse_in_both_spellings():
     mmad = _eval_parsers()["mmad"]
     base = ["--mmad_json", "m.json", "--model", "ckpt"]
-    underscored = mmad.parse_args([*base, "--batch_size", "2", "--limit_per_category", "3",
-                                   "--max_new_tokens", "9", "--no_progress"])  # fmt: skip
-    dashed = mmad.parse_args([*base, "--batch-size", "2", "--limit-per-category=3",
-                              "--max-new-tokens", "9", "--no-progress"])  # fmt: skip
+    underscored = mmad.parse_args(
+        [
+            *base,
+            "--batch_size",
+            "2",
+            "--limit_per_category",
+            "3",
+            "--max_new_tokens",
+            "9",
+            "--no_progress",
+        ]
+    )
+    dashed = mmad.parse_args(
+        [
+            *base,
+            "--batch-size",
+            "2",
+            "--limit-per-category=3",
+            "--max-new-tokens",
+            "9",
+            "--no-progress",
+        ]
+    )
     assert vars(underscored) == vars(dashed)
     assert (dashed.batch_size, dashed.limit_per_category, dashed.no_progress) == (2, 3, True)
     merge = _eval_parsers()["merge"]

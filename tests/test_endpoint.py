@@ -178,12 +178,16 @@ class _Scripted(BaseHTTPRequestHandler):
             self._send(status, {"error": {"message": f"scripted {status}"}})
             return
         text = "<seg></seg><think>ok</think><answer>B</answer>"
-        self._send(200, {
-            "model": "m",
-            "choices": [{"message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 5},
-        })  # fmt: skip
+        self._send(
+            200,
+            {
+                "model": "m",
+                "choices": [
+                    {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 5},
+            },
+        )
 
     def _send(self, status, body):
         data = json.dumps(body).encode()
@@ -254,8 +258,15 @@ def test_the_key_comes_from_the_named_variable_and_is_never_shown(scripted, monk
 
 def test_an_unreachable_server_fails_every_item_and_gives_up_early():
     port = _closed_port()
-    backend = EndpointBackend(f"http://127.0.0.1:{port}", "m", concurrency=1, retries=1,
-                              backoff=0.001, seed=0, give_up_after=2)  # fmt: skip
+    backend = EndpointBackend(
+        f"http://127.0.0.1:{port}",
+        "m",
+        concurrency=1,
+        retries=1,
+        backoff=0.001,
+        seed=0,
+        give_up_after=2,
+    )
     msgs, imgs = _conversation()
     gens = backend.generate([msgs] * 5, [imgs] * 5, max_new_tokens=8)
     assert all(g.error is not None and g.text is None for g in gens)
@@ -283,9 +294,17 @@ def images(tmp_path_factory):
     spec = load_spec(model)
     cats = json.loads((model / "demo_plan.json").read_text())["categories"]
     root = tmp_path_factory.mktemp("endpoint_images")
-    generate(root, split="test", seed=4242, n_train_good=1, n_test_good=1,
-             n_test_defect_per_type=1, image_size=spec["image_size"], categories=cats[:2],
-             progress=False)  # fmt: skip
+    generate(
+        root,
+        split="test",
+        seed=4242,
+        n_train_good=1,
+        n_test_good=1,
+        n_test_defect_per_type=1,
+        image_size=spec["image_size"],
+        categories=cats[:2],
+        progress=False,
+    )
     synth = root / "synth"
     test = sorted(p for p in synth.glob("*/test/*/*.png"))
     good = sorted(synth.glob("*/train/good/*.png"))
@@ -366,8 +385,15 @@ def test_bad_endpoint_settings_fail_before_any_work(served_demo, case, monkeypat
     # the command line: one line, exit 1, no overlay written (no work done)
     img = tmp_path / "part.png"
     Image.new("RGB", (32, 32)).save(img)
-    cli = [sys.executable, "-m", "omniad_core", "inspect", str(img), "--overlay",
-           str(tmp_path / "o.png")] + [x for k, v in args.items() for x in (f"--{k}", v)]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "omniad_core",
+        "inspect",
+        str(img),
+        "--overlay",
+        str(tmp_path / "o.png"),
+    ] + [x for k, v in args.items() for x in (f"--{k}", v)]
     proc = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -383,10 +409,27 @@ def test_omniad_inspect_via_the_endpoint(served_demo, local, images, tmp_path):
     paths, _ = images
     want = local.analyze(paths[0])
     proc = subprocess.run(
-        [sys.executable, "-m", "omniad_core", "inspect", paths[0], "--json", "--endpoint",
-         base_url, "--served_model", model, "--concurrency", "2", "--max_new_tokens", "256"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "omniad_core",
+            "inspect",
+            paths[0],
+            "--json",
+            "--endpoint",
+            base_url,
+            "--served_model",
+            model,
+            "--concurrency",
+            "2",
+            "--max_new_tokens",
+            "256",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["response"] == want.response and out["seg"] == want.parsed.seg_canonical
@@ -400,8 +443,9 @@ def test_a_server_stopped_mid_batch_gives_per_item_errors(
 
     paths, _ = images
     server = demo_server_factory()
-    insp = Inspector.from_endpoint(server.base_url, server.model, concurrency=1, retries=1,
-                                   backoff=0.01, max_new_tokens=256)  # fmt: skip
+    insp = Inspector.from_endpoint(
+        server.base_url, server.model, concurrency=1, retries=1, backoff=0.01, max_new_tokens=256
+    )
     prepared = [insp._prepare_messages(p, None, None, None) for p in paths]
     finished = []
 
@@ -411,9 +455,11 @@ def test_a_server_stopped_mid_batch_gives_per_item_errors(
             server.stop()  # the server goes away while the batch is running
 
     gens = insp.backend.generate(
-        [p[0] for p in prepared], [p[1] for p in prepared], max_new_tokens=256,
+        [p[0] for p in prepared],
+        [p[1] for p in prepared],
+        max_new_tokens=256,
         on_result=stop_after_first,
-    )  # fmt: skip
+    )
     assert len(gens) == len(paths) and gens[0].ok
     assert all(g.error is not None and "cannot reach" in g.error for g in gens[1:])
     # through the Inspector: failures are results with the reason, not an exception
@@ -436,8 +482,9 @@ def test_from_endpoint_warns_when_settings_are_defaults(served_demo):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _endpoint(served_demo)  # a served folder with omniad.json: its settings, no warning
-        Inspector.from_endpoint(base_url, "x", check=False, grid=8, image_size=224,
-                                system_prompt=None)  # fmt: skip
+        Inspector.from_endpoint(
+            base_url, "x", check=False, grid=8, image_size=224, system_prompt=None
+        )
 
 
 def test_the_request_is_greedy_with_the_budget_and_extra_fields(scripted):

@@ -58,15 +58,47 @@ SEG = "(1, 1)-(1, 2), (3, 0)"
 TARGET = f"<seg>{SEG}</seg><think>A spot at the left top.</think><answer>A</answer>"
 PROMPT = "Find defects."
 MMAD_FIELDS = {
-    "id", "index", "status", "dataset", "category", "image", "type", "normal", "question",
-    "options", "gold", "predicted", "correct", "response", "seg", "format_ok", "reference",
+    "id",
+    "index",
+    "status",
+    "dataset",
+    "category",
+    "image",
+    "type",
+    "normal",
+    "question",
+    "options",
+    "gold",
+    "predicted",
+    "correct",
+    "response",
+    "seg",
+    "format_ok",
+    "reference",
     "seconds",
-}  # fmt: skip
+}
 DET_FIELDS = {
-    "id", "index", "status", "dataset", "category", "image", "defect", "gt_anomalous", "height",
-    "width", "predicted", "answer_anomalous", "seg_anomalous", "pixel", "seg", "response",
-    "format_ok", "reference", "mask_file", "seconds",
-}  # fmt: skip
+    "id",
+    "index",
+    "status",
+    "dataset",
+    "category",
+    "image",
+    "defect",
+    "gt_anomalous",
+    "height",
+    "width",
+    "predicted",
+    "answer_anomalous",
+    "seg_anomalous",
+    "pixel",
+    "seg",
+    "response",
+    "format_ok",
+    "reference",
+    "mask_file",
+    "seconds",
+}
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:
@@ -118,8 +150,10 @@ def ckpt(tmp_path_factory):
             _rgb(40, 48, 7),
         ),
     ]
-    probes = [(_rgb(44, 52, 60 + k), "Which defect?", {"A": "x", "B": "y"}, ref)
-              for k, ref in enumerate([None, _rgb(40, 48, 70)])]  # fmt: skip
+    probes = [
+        (_rgb(44, 52, 60 + k), "Which defect?", {"A": "x", "B": "y"}, ref)
+        for k, ref in enumerate([None, _rgb(40, 48, 70)])
+    ]
     return memorized_checkpoint(
         tmp_path_factory, TARGET, prompts, system_prompt=PROMPT, probes=probes
     )
@@ -133,29 +167,74 @@ def inspector(ckpt):
 # --------------------------------------------------------------------------- data
 # (key, questions [(question, options, gold, raw type)], mask box or None)
 MMAD_GOOD = [
-    ("Alpha/cap/test/good/000.png", [
-        ("Is there any defect in the object?", {"A": "Yes", "B": "No"}, "B", "Anomaly Detection"),
-        ("What object is this?", {"A": "cap", "B": "pcb"}, "A", "Object Classification"),
-    ], None),
-    ("Alpha/cap/test/crack/001.png", [
-        ("Is there any defect in the object?", {"A": "Yes", "B": "No"}, "A", "Anomaly Detection"),
-        ("Which defect?", {"A": "crack", "B": "hole"}, "A", "Defect Classification"),
-        ("Which defect type?", {"A": "crack", "B": "hole", "C": "bent"}, "A", "Defect Classification"),
-    ], (4, 12, 4, 20)),
-    ("Alpha/cap/test/crack/002.png", [
-        ("Which defect?", {"A": "crack", "B": "hole"}, "A", "Defect Classification"),
-        ("Which defect is it?", {"A": "crack", "B": "hole"}, "B", "Defect Classification"),
-        ("Where is it?", {"B": "left", "C": "right"}, "B", "Defect Localization"),
-    ], (10, 20, 0, 10)),
-    ("Beta/pcb/test/good/003.png", [
-        ("Is there any defect in the object?", {"A": "Yes", "B": "No"}, "B", "Anomaly Detection"),
-        ("How is it built?", {"A": "flat", "B": "round"}, "A", "Object Structure"),
-    ], None),
-    ("Beta/pcb/test/hole/004.png", [
-        ("Is there any defect in the object?", {"A": "Yes", "B": "No"}, "A", "Anomaly Detection"),
-        ("Describe it.", {"A": "a", "B": "b", "C": "c", "D": "d"}, "C", "Defect Description"),
-    ], (0, 8, 0, 8)),
-]  # fmt: skip
+    (
+        "Alpha/cap/test/good/000.png",
+        [
+            (
+                "Is there any defect in the object?",
+                {"A": "Yes", "B": "No"},
+                "B",
+                "Anomaly Detection",
+            ),
+            ("What object is this?", {"A": "cap", "B": "pcb"}, "A", "Object Classification"),
+        ],
+        None,
+    ),
+    (
+        "Alpha/cap/test/crack/001.png",
+        [
+            (
+                "Is there any defect in the object?",
+                {"A": "Yes", "B": "No"},
+                "A",
+                "Anomaly Detection",
+            ),
+            ("Which defect?", {"A": "crack", "B": "hole"}, "A", "Defect Classification"),
+            (
+                "Which defect type?",
+                {"A": "crack", "B": "hole", "C": "bent"},
+                "A",
+                "Defect Classification",
+            ),
+        ],
+        (4, 12, 4, 20),
+    ),
+    (
+        "Alpha/cap/test/crack/002.png",
+        [
+            ("Which defect?", {"A": "crack", "B": "hole"}, "A", "Defect Classification"),
+            ("Which defect is it?", {"A": "crack", "B": "hole"}, "B", "Defect Classification"),
+            ("Where is it?", {"B": "left", "C": "right"}, "B", "Defect Localization"),
+        ],
+        (10, 20, 0, 10),
+    ),
+    (
+        "Beta/pcb/test/good/003.png",
+        [
+            (
+                "Is there any defect in the object?",
+                {"A": "Yes", "B": "No"},
+                "B",
+                "Anomaly Detection",
+            ),
+            ("How is it built?", {"A": "flat", "B": "round"}, "A", "Object Structure"),
+        ],
+        None,
+    ),
+    (
+        "Beta/pcb/test/hole/004.png",
+        [
+            (
+                "Is there any defect in the object?",
+                {"A": "Yes", "B": "No"},
+                "A",
+                "Anomaly Detection",
+            ),
+            ("Describe it.", {"A": "a", "B": "b", "C": "c", "D": "d"}, "C", "Defect Description"),
+        ],
+        (0, 8, 0, 8),
+    ),
+]
 N_MMAD_QUESTIONS = 12 + 1 + 2 + 1 + 1  # answerable + missing image + no options/bad answer
 # + unreadable image + defect without mask
 
@@ -182,8 +261,12 @@ def mmad_data(tmp_path_factory):
     for ds, cat in (("Alpha", "cap"), ("Beta", "pcb")):
         _save(root / f"{ds}/{cat}/train/good/t0.png", _rgb(40, 48, 50))
         _save(root / f"{ds}/{cat}/train/good/t1.png", _rgb(40, 48, 51))
-    dq = {"Question": "Is there any defect?", "Options": {"A": "Yes", "B": "No"}, "Answer": "A",
-          "type": "Anomaly Detection"}  # fmt: skip
+    dq = {
+        "Question": "Is there any defect?",
+        "Options": {"A": "Yes", "B": "No"},
+        "Answer": "A",
+        "type": "Anomaly Detection",
+    }
     data["Beta/pcb/test/hole/005.png"] = {"conversation": [dq], "mask_path": "x.png"}  # no image
     _save(root / "Beta/pcb/test/good/006.png", _rgb(40, 48, 6))
     data["Beta/pcb/test/good/006.png"] = {
@@ -228,22 +311,28 @@ def _mvtec(root: Path, categories: dict[str, list[tuple]]) -> Path:
 @pytest.fixture(scope="module")
 def mvtec_data(tmp_path_factory):
     base = tmp_path_factory.mktemp("det")
-    ad = _mvtec(base / "mvtec_ad", {
-        "bottle": [
-            ("broken", "000", (48, 64), (0, 6, 0, 8)),
-            ("broken", "001", (48, 64), "other_size"),  # mask of another size
-            ("broken", "002", (48, 64), None),  # defect image without a mask
-            ("good", "000", (48, 64), None),
-        ],
-        "screw": [
-            ("good", "000", (40, 40), None),
-            ("scratch", "000", (40, 40), (2, 10, 0, 12)),
-            ("scratch", "001", (40, 40), "unreadable"),
-        ],
-    })  # fmt: skip
-    visa = _mvtec(base / "visa", {
-        "pcb1": [("bad", "000", (50, 70), (30, 50, 40, 70)), ("good", "000", (50, 70), None)],
-    })  # fmt: skip
+    ad = _mvtec(
+        base / "mvtec_ad",
+        {
+            "bottle": [
+                ("broken", "000", (48, 64), (0, 6, 0, 8)),
+                ("broken", "001", (48, 64), "other_size"),  # mask of another size
+                ("broken", "002", (48, 64), None),  # defect image without a mask
+                ("good", "000", (48, 64), None),
+            ],
+            "screw": [
+                ("good", "000", (40, 40), None),
+                ("scratch", "000", (40, 40), (2, 10, 0, 12)),
+                ("scratch", "001", (40, 40), "unreadable"),
+            ],
+        },
+    )
+    visa = _mvtec(
+        base / "visa",
+        {
+            "pcb1": [("bad", "000", (50, 70), (30, 50, 40, 70)), ("good", "000", (50, 70), None)],
+        },
+    )
     return {"MVTec-AD": ad, "VisA": visa}
 
 
@@ -256,9 +345,13 @@ def _strip(lines):
 def single_mmad(inspector, mmad_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "run"
     result = run_mmad(
-        inspector, mmad_data / "mmad.json", out=out, batch_size=4, compare_paper=True,
+        inspector,
+        mmad_data / "mmad.json",
+        out=out,
+        batch_size=4,
+        compare_paper=True,
         progress=False,
-    )  # fmt: skip
+    )
     return result
 
 
@@ -332,9 +425,27 @@ def test_mmad_bad_inputs_are_listed(single_mmad):
 
 def test_mmad_one_shot_cli_and_subsets(ckpt, mmad_data, tmp_path, capsys):
     out = tmp_path / "one"
-    argv = ["--model", str(ckpt), "--mmad_json", str(mmad_data / "mmad.json"), "--out", str(out),
-            "--shots", "1", "--reference", "random", "--limit", "6", "--categories", "Alpha",
-            "--max_new_tokens", "64", "--batch_size", "3", "--no_progress"]  # fmt: skip
+    argv = [
+        "--model",
+        str(ckpt),
+        "--mmad_json",
+        str(mmad_data / "mmad.json"),
+        "--out",
+        str(out),
+        "--shots",
+        "1",
+        "--reference",
+        "random",
+        "--limit",
+        "6",
+        "--categories",
+        "Alpha",
+        "--max_new_tokens",
+        "64",
+        "--batch_size",
+        "3",
+        "--no_progress",
+    ]
     assert mmad_main(argv) == 0
     assert "| Alpha |" in capsys.readouterr().out
     lines = read_jsonl(out / "results.jsonl")[0]
@@ -346,9 +457,14 @@ def test_mmad_one_shot_cli_and_subsets(ckpt, mmad_data, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     # per-category limit
     few = run_mmad(
-        ckpt, mmad_data / "mmad.json", out=tmp_path / "few", limit_per_category=2,
-        max_new_tokens=64, progress=False, batch_size=8,
-    )  # fmt: skip
+        ckpt,
+        mmad_data / "mmad.json",
+        out=tmp_path / "few",
+        limit_per_category=2,
+        max_new_tokens=64,
+        progress=False,
+        batch_size=8,
+    )
     cats = [d["category"] for d in read_jsonl(few.results)[0]]
     assert sorted(cats) == ["cap", "cap", "pcb", "pcb"]
 
@@ -400,9 +516,14 @@ def test_detection_end_to_end(inspector, mvtec_data, tmp_path):
 
     out = tmp_path / "det"
     result = run_detection(
-        inspector, mvtec_data, out, save_masks=1, batch_size=3, compare_paper=True,
+        inspector,
+        mvtec_data,
+        out,
+        save_masks=1,
+        batch_size=3,
+        compare_paper=True,
         progress=False,
-    )  # fmt: skip
+    )
     assert result.complete
     lines = read_jsonl(out / "results.jsonl")[0]
     assert len(lines) == 9 == len({d["id"] for d in lines})
@@ -431,8 +552,9 @@ def test_detection_end_to_end(inspector, mvtec_data, tmp_path):
             int(gt.sum()) - tp,
             int((~pred & ~gt).sum()),
         ]
-        expected.update(pred, gt, dataset=d["dataset"], category=d["category"],
-                        image_gt=d["gt_anomalous"])  # fmt: skip
+        expected.update(
+            pred, gt, dataset=d["dataset"], category=d["category"], image_gt=d["gt_anomalous"]
+        )
     report = json.loads((out / "report.json").read_text())
     _assert_rows_close(report["rows"], expected.results().to_dicts())
     assert {r["dataset"] for r in report["rows"] if r["scope"] == "dataset"} == {"MVTec-AD", "VisA"}
@@ -450,10 +572,13 @@ def test_detection_end_to_end(inspector, mvtec_data, tmp_path):
     # saved masks: the first image of each category, at the image's own size
     saved = sorted(p.relative_to(out).as_posix() for p in (out / "masks").rglob("*.png"))
     assert saved == [
-        "masks/MVTec-AD/bottle/broken_000_mask.png", "masks/MVTec-AD/bottle/broken_000_overlay.png",
-        "masks/MVTec-AD/screw/good_000_mask.png", "masks/MVTec-AD/screw/good_000_overlay.png",
-        "masks/VisA/pcb1/bad_000_mask.png", "masks/VisA/pcb1/bad_000_overlay.png",
-    ]  # fmt: skip
+        "masks/MVTec-AD/bottle/broken_000_mask.png",
+        "masks/MVTec-AD/bottle/broken_000_overlay.png",
+        "masks/MVTec-AD/screw/good_000_mask.png",
+        "masks/MVTec-AD/screw/good_000_overlay.png",
+        "masks/VisA/pcb1/bad_000_mask.png",
+        "masks/VisA/pcb1/bad_000_overlay.png",
+    ]
     m = np.asarray(Image.open(out / "masks/VisA/pcb1/bad_000_mask.png")) > 0
     np.testing.assert_array_equal(m, textmask.decode(SEG, 24, shape=(50, 70)))
     assert Image.open(out / "masks/VisA/pcb1/bad_000_overlay.png").size == (70, 50)
@@ -461,10 +586,14 @@ def test_detection_end_to_end(inspector, mvtec_data, tmp_path):
         with Image.open(out / name) as im:
             assert im.size == (720, 640) and len(np.unique(np.asarray(im.convert("L")))) > 10
     md = (out / "report.md").read_text()
-    for title in ("## Per dataset (Tables 3/4 layout)", "## Per category (Tables 10-17 layout)",
-                  "| Dataset | Category | Images | Pixel F1 | Pixel Acc | Image F1 | Image Acc |",
-                  "![MVTec-AD](pr_MVTec-AD.png)", "| MVTec-AD pixel F1 |",
-                  "## Skipped inputs (3)"):  # fmt: skip
+    for title in (
+        "## Per dataset (Tables 3/4 layout)",
+        "## Per category (Tables 10-17 layout)",
+        "| Dataset | Category | Images | Pixel F1 | Pixel Acc | Image F1 | Image Acc |",
+        "![MVTec-AD](pr_MVTec-AD.png)",
+        "| MVTec-AD pixel F1 |",
+        "## Skipped inputs (3)",
+    ):
         assert title in md
     comp = {r["metric"]: r for r in report["paper_comparison"]}
     mv = next(r for r in report["rows"] if r["scope"] == "dataset" and r["dataset"] == "MVTec-AD")
@@ -486,8 +615,21 @@ def _assert_rows_close(got, want) -> None:
 
 def test_detection_cli_one_shot_and_merge_flag(ckpt, mvtec_data, tmp_path, capsys):
     out = tmp_path / "det1"
-    argv = ["--model", str(ckpt), "--root", f"VisA={mvtec_data['VisA']}", "--out", str(out),
-            "--shots", "1", "--image_decision", "seg", "--max_new_tokens", "64", "--no_progress"]  # fmt: skip
+    argv = [
+        "--model",
+        str(ckpt),
+        "--root",
+        f"VisA={mvtec_data['VisA']}",
+        "--out",
+        str(out),
+        "--shots",
+        "1",
+        "--image_decision",
+        "seg",
+        "--max_new_tokens",
+        "64",
+        "--no_progress",
+    ]
     assert detection_main(argv) == 0
     lines = read_jsonl(out / "results.jsonl")[0]
     assert len(lines) == 2 and all("/pcb1/train/good/" in d["reference"] for d in lines)
@@ -502,18 +644,36 @@ def _run_dir(tmp_path: Path, kind: str, lines: list[dict], **fingerprint) -> Pat
     """A finished single-process run folder holding hand-made result lines."""
     out = tmp_path / kind
     out.mkdir()
-    write_json(out / "run.json", {
-        "format": RUN_FORMAT, "kind": kind, "num_shards": 1, "created": "x", "selection_sha256": "s",
-        "fingerprint": {"shots": 0, **fingerprint}, "config": {}, "report_options": {},
-    })  # fmt: skip
+    write_json(
+        out / "run.json",
+        {
+            "format": RUN_FORMAT,
+            "kind": kind,
+            "num_shards": 1,
+            "created": "x",
+            "selection_sha256": "s",
+            "fingerprint": {"shots": 0, **fingerprint},
+            "config": {},
+            "report_options": {},
+        },
+    )
     write_json(out / "done.rank0.json", {"n_items": len(lines), "selection_sha256": "s"})
     (out / "results.jsonl").write_text("".join(json.dumps(d) + "\n" for d in lines))
     return out
 
 
 def _q(i, ds, qtype, gold, predicted, normal=False):
-    return {"id": f"q{i}", "index": i, "status": "ok", "dataset": ds, "category": "c",
-            "type": qtype, "normal": normal, "gold": gold, "predicted": predicted}  # fmt: skip
+    return {
+        "id": f"q{i}",
+        "index": i,
+        "status": "ok",
+        "dataset": ds,
+        "category": "c",
+        "type": qtype,
+        "normal": normal,
+        "gold": gold,
+        "predicted": predicted,
+    }
 
 
 def test_mmad_arithmetic_from_handmade_jsonl(tmp_path):
@@ -570,13 +730,17 @@ def _det_line(i, ds, cat, pred, gt, answer, gt_anomalous=None):
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     tp = int((pred & gt).sum())
     return {
-        "id": f"d{i}", "index": i, "status": "ok", "dataset": ds, "category": cat,
+        "id": f"d{i}",
+        "index": i,
+        "status": "ok",
+        "dataset": ds,
+        "category": cat,
         "gt_anomalous": bool(gt.any()) if gt_anomalous is None else gt_anomalous,
         "predicted": answer,
         "answer_anomalous": None if answer is None else answer == "A",
         "seg_anomalous": bool(pred.any()),
         "pixel": [tp, int(pred.sum()) - tp, int(gt.sum()) - tp, int((~pred & ~gt).sum())],
-    }  # fmt: skip
+    }
 
 
 def test_detection_arithmetic_from_handmade_masks(tmp_path):
@@ -626,8 +790,11 @@ def test_paper_numbers_are_the_spec_numbers():
     }
     avg = p["detection"]["0"]["average"]
     assert (avg["pixel_f1"], avg["pixel_acc"], avg["image_f1"], avg["image_acc"]) == (
-        23.3, 95.9, 92.2, 90.1,
-    )  # fmt: skip
+        23.3,
+        95.9,
+        92.2,
+        90.1,
+    )
     assert set(p["mmad"]["1"]["types"]) == set() and "1" not in p["detection"]
 
 
@@ -656,8 +823,11 @@ def test_runlog_repairs_truncated_and_corrupt_lines(tmp_path):
         log.append([{"id": "b", "v": 4}])
         assert log.sort(key=lambda d: d["id"]) and not log.sort(key=lambda d: d["id"])
     assert [json.loads(x) for x in path.read_text().splitlines()] == [
-        {"id": "a", "v": 1}, {"id": "b", "v": 4}, {"id": "c", "v": 3}, {"id": "d"},
-    ]  # fmt: skip
+        {"id": "a", "v": 1},
+        {"id": "b", "v": 4},
+        {"id": "c", "v": 3},
+        {"id": "d"},
+    ]
 
 
 def test_import_leaves_torch_out():
@@ -697,16 +867,30 @@ def test_two_shards_merge_to_the_single_run(
     inspector, mmad_data, single_mmad, tmp_path, monkeypatch
 ):
     out = tmp_path / "sharded"
-    first = run_mmad(inspector, mmad_data / "mmad.json", out=out, shard_index=0, num_shards=2,
-                     batch_size=3, compare_paper=True, progress=False)  # fmt: skip
+    first = run_mmad(
+        inspector,
+        mmad_data / "mmad.json",
+        out=out,
+        shard_index=0,
+        num_shards=2,
+        batch_size=3,
+        compare_paper=True,
+        progress=False,
+    )
     assert not first.complete and first.results.name == "results.rank0.jsonl"
     with pytest.raises(IncompleteRunError, match=r"\[1\]"):
         merge_shards(out)
     assert mmad_main(["--merge", "--out", str(out)]) == 1
     monkeypatch.setenv("RANK", "1")  # the second shard as torchrun would start it
     monkeypatch.setenv("WORLD_SIZE", "2")
-    second = run_mmad(inspector, mmad_data / "mmad.json", out=out, batch_size=5,
-                      compare_paper=True, progress=False)  # fmt: skip
+    second = run_mmad(
+        inspector,
+        mmad_data / "mmad.json",
+        out=out,
+        batch_size=5,
+        compare_paper=True,
+        progress=False,
+    )
     assert second.shard == (1, 2) and second.complete
     a = {d["id"] for d in read_jsonl(first.results)[0]}
     b = {d["id"] for d in read_jsonl(second.results)[0]}
@@ -748,8 +932,10 @@ def test_killed_run_resumes_without_duplicates(ckpt, mmad_data, single_mmad, tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-c", _DRIVER, str(ckpt), str(mmad_data / "mmad.json"), str(out)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -767,9 +953,21 @@ def test_killed_run_resumes_without_duplicates(ckpt, mmad_data, single_mmad, tmp
     with results.open("ab") as f:  # as if killed in the middle of writing a line
         f.write(b'{"id": "mmad:Beta/pcb/test/good/003.png#0", "index": 9, "sta')
 
-    cli = [sys.executable, str(REPO / "benchmarks" / "run_mmad.py"), "--model", str(ckpt),
-           "--mmad_json", str(mmad_data / "mmad.json"), "--out", str(out), "--batch_size", "3",
-           "--max_new_tokens", "64", "--no_progress"]  # fmt: skip
+    cli = [
+        sys.executable,
+        str(REPO / "benchmarks" / "run_mmad.py"),
+        "--model",
+        str(ckpt),
+        "--mmad_json",
+        str(mmad_data / "mmad.json"),
+        "--out",
+        str(out),
+        "--batch_size",
+        "3",
+        "--max_new_tokens",
+        "64",
+        "--no_progress",
+    ]
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "partial last line" in done.stderr and "| Alpha |" in done.stdout
@@ -833,8 +1031,14 @@ def test_a_full_dataset_detection_run_is_comparable(tmp_path):
 
 
 def _all_mmad_types(i0, ds):
-    types = ["Defect Classification", "Defect Localization", "Defect Description",
-             "Defect Analysis", "Object Classification", "Object Structure"]  # fmt: skip
+    types = [
+        "Defect Classification",
+        "Defect Localization",
+        "Defect Description",
+        "Defect Analysis",
+        "Object Classification",
+        "Object Structure",
+    ]
     qs = [_q(i0 + k, ds, t, "A", "A") for k, t in enumerate(types)]
     qs.append(_q(i0 + 6, ds, "Anomaly Detection", "A", "A"))
     qs.append(_q(i0 + 7, ds, "Anomaly Detection", "B", "B", normal=True))
@@ -852,8 +1056,11 @@ def test_mmad_comparability_follows_selection_and_datasets(tmp_path):
 
     (tmp_path / "b").mkdir()
     one = _all_mmad_types(0, "MVTec-AD")
-    out = _with_config(_run_dir(tmp_path / "b", "mmad", one), categories=["bottle"],
-                       protocol={"split": "holdout", "holdout_fraction": 0.8})  # fmt: skip
+    out = _with_config(
+        _run_dir(tmp_path / "b", "mmad", one),
+        categories=["bottle"],
+        protocol={"split": "holdout", "holdout_fraction": 0.8},
+    )
     report = build_report(out, compare_paper=True)
     for row in report["paper_comparison"]:
         assert row["comparable"] in (False, None)
@@ -869,12 +1076,18 @@ def test_mmad_comparability_follows_selection_and_datasets(tmp_path):
 
 def test_subset_reasons_name_every_kind_of_subset():
     assert subset_reasons({"complete": True}) == []
-    assert subset_reasons({
-        "limit_per_category": 2, "complete": False, "missing_shards": [1, 3],
-        "protocol": {"split": "file", "exclude_training": [{"path": "p"}]},
-    }) == [
-        "--limit_per_category 2", "a split file's images only", "training images left out",
+    assert subset_reasons(
+        {
+            "limit_per_category": 2,
+            "complete": False,
+            "missing_shards": [1, 3],
+            "protocol": {"split": "file", "exclude_training": [{"path": "p"}]},
+        }
+    ) == [
+        "--limit_per_category 2",
+        "a split file's images only",
+        "training images left out",
         "partial run (shards 1, 3 missing)",
-    ]  # fmt: skip
+    ]
     assert mmad_dataset_reasons(MMAD_DATASETS) == []
     assert mmad_dataset_reasons([*MMAD_DATASETS, "Mine"]) == ["datasets not in MMAD: Mine"]

@@ -162,13 +162,17 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["inspect", "--help"], ["encode", "--help"],
-                                  ["decode", "--help"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["inspect", "--help"], ["encode", "--help"], ["decode", "--help"]]
+)
 def test_help_loads_neither_torch_nor_the_codec(argv):
     run = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         timeout=120,
-    )  # fmt: skip
+    )
     assert "usage: omniad" in run.stdout
     assert json.loads(run.stderr.strip().splitlines()[-1]) == []
 

@@ -184,9 +184,14 @@ def test_other_settings_are_refused_until_overwrite(demo_inspector, tmp_path):
         )
     assert len(_lines(out)) == 2  # nothing was touched
     new = inspect_folder(
-        demo_inspector, folder, out, question="Which?", options=["x", "y"],
-        progress=False, overwrite=True,
-    )  # fmt: skip
+        demo_inspector,
+        folder,
+        out,
+        question="Which?",
+        options=["x", "y"],
+        progress=False,
+        overwrite=True,
+    )
     assert new.n_new == 2 and all(d["answer_text"] in (None, "x", "y") for d in new.lines)
     # a folder holding other files is not a results folder
     other = tmp_path / "other"
@@ -201,14 +206,22 @@ def test_overlays_asked_for_later_come_from_the_lines(demo_inspector, tmp_path):
     folder = tmp_path / "imgs"
     for k in range(3):
         write_test_image(folder / f"i{k}.png", k, kind="smooth" if k else "noise")
-    ref = inspect_folder(demo_inspector, folder, tmp_path / "ref", overlays="all",
-                         save_masks=True, progress=False)  # fmt: skip
+    ref = inspect_folder(
+        demo_inspector, folder, tmp_path / "ref", overlays="all", save_masks=True, progress=False
+    )
     out = tmp_path / "res"
     inspect_folder(demo_inspector, folder, out, overlays="none", progress=False)
     assert not (out / "overlays").exists()
     calls = []
-    later = inspect_folder(demo_inspector, folder, out, overlays="all", save_masks=True,
-                           progress=False, on_line=calls.append)  # fmt: skip
+    later = inspect_folder(
+        demo_inspector,
+        folder,
+        out,
+        overlays="all",
+        save_masks=True,
+        progress=False,
+        on_line=calls.append,
+    )
     assert calls == [] and later.n_new == 0  # no model call
     a, b = _pngs(out), _pngs(tmp_path / "ref")
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
@@ -238,8 +251,9 @@ def test_per_folder_references(demo_inspector, tmp_path):
     write_test_image(root / "screws" / "deep" / "s1.png", 3)
     write_test_image(root / "nuts" / "reference.jpg", 4, kind="smooth")
     write_test_image(root / "nuts" / "n0.png", 5)
-    result = inspect_folder(demo_inspector, root, tmp_path / "res", reference="per-folder",
-                            batch_size=1, progress=False)  # fmt: skip
+    result = inspect_folder(
+        demo_inspector, root, tmp_path / "res", reference="per-folder", batch_size=1, progress=False
+    )
     refs = {d["id"]: d["reference"] for d in result.lines}
     assert refs == {
         "nuts/n0.png": str(root / "nuts" / "reference.jpg"),
@@ -251,8 +265,14 @@ def test_per_folder_references(demo_inspector, tmp_path):
     line = next(d for d in result.lines if d["id"] == "screws/s0.png")
     assert (line["seg"], line["answer"]) == (one.parsed.seg_canonical, one.answer)
     # a mapping: relative folders name folders of the run (or of the current directory)
-    mapped = inspect_folder(demo_inspector, root, tmp_path / "map", batch_size=1, progress=False,
-                            reference={"screws": root / "nuts" / "reference.jpg"})  # fmt: skip
+    mapped = inspect_folder(
+        demo_inspector,
+        root,
+        tmp_path / "map",
+        batch_size=1,
+        progress=False,
+        reference={"screws": root / "nuts" / "reference.jpg"},
+    )
     refs = {d["id"]: d["reference"] for d in mapped.lines}
     assert refs["screws/deep/s1.png"] == str(root / "nuts" / "reference.jpg")
     assert refs["top.png"] is None and refs["nuts/n0.png"] is None
@@ -260,8 +280,13 @@ def test_per_folder_references(demo_inspector, tmp_path):
     with pytest.raises(FolderRunError, match="no such folder 'bolts'"):
         inspect_folder(demo_inspector, root, tmp_path / "x", reference={"bolts": root / "top.png"})
     # one reference for all, and a broken one is an error before any work
-    all_one = inspect_folder(demo_inspector, root / "screws", tmp_path / "one",
-                             reference=root / "nuts" / "reference.jpg", progress=False)  # fmt: skip
+    all_one = inspect_folder(
+        demo_inspector,
+        root / "screws",
+        tmp_path / "one",
+        reference=root / "nuts" / "reference.jpg",
+        progress=False,
+    )
     assert {d["reference"] for d in all_one.lines} == {str(root / "nuts" / "reference.jpg")}
     (tmp_path / "bad.png").write_text("x")
     with pytest.raises(FolderRunError, match="reference image cannot be used"):
@@ -319,11 +344,13 @@ def test_folder_main_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("omniad inspect: error: no such file or folder")
     write_test_image(tmp_path / "d" / "a.png", 0)
-    assert folder_main([str(tmp_path / "d"), "--out", str(tmp_path / "r"),
-                        "--options", "x", "y"]) == 1  # fmt: skip
+    assert (
+        folder_main([str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--options", "x", "y"]) == 1
+    )
     assert "--options needs --question" in capsys.readouterr().err
-    code = folder_main([str(tmp_path / "d"), "--out", str(tmp_path / "r"),
-                        "--model", str(tmp_path / "nope")])  # fmt: skip
+    code = folder_main(
+        [str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--model", str(tmp_path / "nope")]
+    )
     assert code == 1 and "--model" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing written before the checks
 
@@ -331,11 +358,26 @@ def test_folder_main_one_line_errors(tmp_path, capsys):
 def test_folder_command_runs_and_resumes(broken_image_folder, tmp_path, capsys):
     folder, good, broken = broken_image_folder
     out = tmp_path / "res"
-    argv = [str(folder / "*.png"), str(folder / "sub"), "--out", str(out),
-            "--overlays", "all", "--masks", "--batch-size", "2", "--no-progress"]  # fmt: skip
+    argv = [
+        str(folder / "*.png"),
+        str(folder / "sub"),
+        "--out",
+        str(out),
+        "--overlays",
+        "all",
+        "--masks",
+        "--batch-size",
+        "2",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "omniad_core.folder", *argv],
-                       capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "omniad_core.folder", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "the embedded demo model is loaded" in r.stderr and "synthetic textures" in r.stderr
     assert "3 unreadable" in r.stderr and "skipped" in r.stderr

@@ -35,8 +35,10 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A checkpoint answering TARGET to our prompts."""
-    prompts = [(_image(h, w, seed), None, None, None) for seed, (h, w) in
-               enumerate([(40, 60), (64, 64), (90, 50)])]  # fmt: skip
+    prompts = [
+        (_image(h, w, seed), None, None, None)
+        for seed, (h, w) in enumerate([(40, 60), (64, 64), (90, 50)])
+    ]
     # the 1-shot prompt with a custom question is trained too, so the test stays in distribution
     prompts.append((_image(50, 50, 1), "Which defect is it?", ["spot", "crack"], _image(50, 50, 2)))
     return memorized_checkpoint(tmp_path_factory, TARGET, prompts, system_prompt=PROMPT)
@@ -126,9 +128,18 @@ def test_cli_inspect(trained, tmp_path, capsys):
     Image.fromarray(_image(70, 90, 4)).save(tmp_path / "img.png")
     out = tmp_path / "overlay.png"
     code = cli_main(
-        ["inspect", str(tmp_path / "img.png"), "--model", str(trained), "--json",
-         "--overlay", str(out), "--max-new-tokens", "64"]
-    )  # fmt: skip
+        [
+            "inspect",
+            str(tmp_path / "img.png"),
+            "--model",
+            str(trained),
+            "--json",
+            "--overlay",
+            str(out),
+            "--max-new-tokens",
+            "64",
+        ]
+    )
     assert code == 0
     d = json.loads(capsys.readouterr().out)
     assert (

@@ -211,9 +211,15 @@ def test_a_root_that_gives_nothing_is_named_next_to_good_roots(mvtec3d, junk, tm
     printed = capsys.readouterr().out
     good, bad = res.sources
     assert good["qa_pairs"] > 0 and bad == {
-        "source": 1, "kind": "mvtec", "input": str(junk), "images": 0, "qa_pairs": 0,
-        "rejects": 2, "by_type": {}, "by_question_source": {},
-    }  # fmt: skip
+        "source": 1,
+        "kind": "mvtec",
+        "input": str(junk),
+        "images": 0,
+        "qa_pairs": 0,
+        "rejects": 2,
+        "by_type": {},
+        "by_question_source": {},
+    }
     assert f"warning: source 1 (mvtec {junk}) gave no record: 2 rejected" in printed
     assert f"| mvtec {junk} | 0 | 0 |" in printed
     lines = [json.loads(x) for x in (tmp_path / "o" / "rejects.jsonl").read_text().splitlines()]
@@ -257,8 +263,16 @@ def test_a_run_that_evaluates_nothing_does_not_exit_0(tmp_path, capsys):
 
 
 def test_mmad_runner_fails_when_no_question_can_be_asked(tmp_path, capsys):
-    entry = {"conversation": [{"Question": "Q?", "Answer": "A", "Options": {"A": "Yes", "B": "No"},
-                               "type": "Anomaly Detection"}]}  # fmt: skip
+    entry = {
+        "conversation": [
+            {
+                "Question": "Q?",
+                "Answer": "A",
+                "Options": {"A": "Yes", "B": "No"},
+                "type": "Anomaly Detection",
+            }
+        ]
+    }
     (tmp_path / "mmad.json").write_text(json.dumps({"DS/cap/test/good/000.png": entry}))
     model = tmp_path / "model"
     model.mkdir()

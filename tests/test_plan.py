@@ -50,13 +50,23 @@ def prepared(tmp_path_factory) -> dict[int, Path]:
 
 
 def _plan(recipe: str, release_ckpt: Path, data: Path, *extra: str) -> dict:
-    return plan_recipe(["--config", str(RECIPES / recipe), "--model_name_or_path",
-                        str(release_ckpt), "--dataset", str(data), *extra])  # fmt: skip
+    return plan_recipe(
+        [
+            "--config",
+            str(RECIPES / recipe),
+            "--model_name_or_path",
+            str(release_ckpt),
+            "--dataset",
+            str(data),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("recipe", sorted(SHIPPED))
-def test_plan_reports_the_paper_batch_for_every_recipe_on_1_2_4_8_gpus(recipe, release_ckpt,
-                                                                       prepared):  # fmt: skip
+def test_plan_reports_the_paper_batch_for_every_recipe_on_1_2_4_8_gpus(
+    recipe, release_ckpt, prepared
+):
     paper, size = SHIPPED[recipe]
     for n in (1, 2, 4, 8):
         plan = _plan(recipe, release_ckpt, prepared[size], "--world_size", str(n))
@@ -79,19 +89,41 @@ def test_plan_reports_the_paper_batch_for_every_recipe_on_1_2_4_8_gpus(recipe, r
 
 
 def test_plan_json_has_the_named_keys_and_exit_status(release_ckpt, prepared, capsys):
-    args = ["--config", str(RECIPES / "qwen2_5_vl_7b/grpo.yaml"), "--world_size", "4",
-            "--model_name_or_path", str(release_ckpt), "--dataset", str(prepared[512])]  # fmt: skip
+    args = [
+        "--config",
+        str(RECIPES / "qwen2_5_vl_7b/grpo.yaml"),
+        "--world_size",
+        "4",
+        "--model_name_or_path",
+        str(release_ckpt),
+        "--dataset",
+        str(prepared[512]),
+    ]
     assert cli.main(["plan", *args, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    for key in ("global_batch_size", "prompts_per_step", "num_generations",
-                "per_device_train_batch_size", "gradient_accumulation_steps",
-                "optimizer_steps_per_epoch", "image_tokens", "completion_tokens",
-                "truncated_fraction", "memory_gib", "warnings", "errors"):  # fmt: skip
+    for key in (
+        "global_batch_size",
+        "prompts_per_step",
+        "num_generations",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "optimizer_steps_per_epoch",
+        "image_tokens",
+        "completion_tokens",
+        "truncated_fraction",
+        "memory_gib",
+        "warnings",
+        "errors",
+    ):
         assert key in plan
     assert (plan["prompts_per_step"], plan["num_generations"]) == (1, 16)
     assert (plan["per_device_train_batch_size"], plan["gradient_accumulation_steps"]) == (4, 1)
-    run = subprocess.run([sys.executable, "-m", "omniad_train", "plan", *args, "--json"],
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "omniad_train", "plan", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0 and json.loads(run.stdout) == plan  # stdout: the object only
     assert cli.main(["plan", *args]) == 0
     table = capsys.readouterr().out
@@ -99,8 +131,16 @@ def test_plan_json_has_the_named_keys_and_exit_status(release_ckpt, prepared, ca
 
 
 def test_plan_refuses_a_world_size_that_cannot_realise_the_batch(release_ckpt, capsys):
-    code = plan_main(["--config", str(RECIPES / "qwen2_5_vl_7b/sft.yaml"), "--world_size", "3",
-                      "--model_name_or_path", str(release_ckpt)])  # fmt: skip
+    code = plan_main(
+        [
+            "--config",
+            str(RECIPES / "qwen2_5_vl_7b/sft.yaml"),
+            "--world_size",
+            "3",
+            "--model_name_or_path",
+            str(release_ckpt),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err[-1].startswith("omniad-train plan: error: global_batch_size 16 cannot be split")
@@ -119,18 +159,26 @@ def test_target_lengths_are_counted_in_the_checkpoints_tokens(release_ckpt, prep
 
     tok = AutoTokenizer.from_pretrained(release_ckpt)
     rows = load_from_disk(str(prepared[512] / "sft"))["train"]
-    want = sorted(len(tok(r["completion"][0]["content"][0]["text"])["input_ids"]) + 1
-                  for r in rows)  # fmt: skip
+    want = sorted(len(tok(r["completion"][0]["content"][0]["text"])["input_ids"]) + 1 for r in rows)
     plan = _plan("qwen2_5_vl_7b/sft.yaml", release_ckpt, prepared[512])
     assert plan["completion_tokens"]["max"] == want[-1]
     assert plan["completion_tokens"]["p50"] == want[(len(want) + 1) // 2 - 1]
     # GRPO: canonical seg + answer + the reasoning allowance; a short limit cuts some
     g = load_from_disk(str(prepared[512] / "grpo"))["train"]
-    seg = [len(tok(f"<seg>{r['seg']}</seg><think></think><answer>{r['answer']}</answer>")
-               ["input_ids"]) + 1 + 256 for r in g]  # fmt: skip
+    seg = [
+        len(tok(f"<seg>{r['seg']}</seg><think></think><answer>{r['answer']}</answer>")["input_ids"])
+        + 1
+        + 256
+        for r in g
+    ]
     limit = sorted(seg)[len(seg) // 2]
-    plan = _plan("qwen2_5_vl_7b/grpo.yaml", release_ckpt, prepared[512],
-                 "--max_completion_length", str(limit))  # fmt: skip
+    plan = _plan(
+        "qwen2_5_vl_7b/grpo.yaml",
+        release_ckpt,
+        prepared[512],
+        "--max_completion_length",
+        str(limit),
+    )
     assert plan["completion_tokens"]["max"] == max(seg)
     assert plan["truncated_fraction"] == pytest.approx(sum(x > limit for x in seg) / len(seg))
     assert plan["truncated_fraction"] > 0
@@ -147,10 +195,20 @@ def test_parameter_counts_come_from_config_json_exactly(release_ckpt):
     model = AutoModelForImageTextToText.from_pretrained(release_ckpt)  # only to compare
     assert counted["total"] == sum(p.numel() for p in model.parameters())
     assert counted["vision"] == sum(p.numel() for p in model.model.visual.parameters())
-    seven_b = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-               "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-               "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420,
-                                 "out_hidden_size": 3584}}  # fmt: skip
+    seven_b = {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "vision_config": {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "out_hidden_size": 3584,
+        },
+    }
     assert memory.param_counts(seven_b)["total"] == 8_292_166_656  # the hub's 7B figure
 
 
@@ -161,8 +219,9 @@ def test_memory_follows_the_zero_stage_and_world_size():
     eight = memory.model_states_bytes(p, big, stage=3, world_size=8)
     assert eight < one / 4  # ZeRO-3 partitions the 18 bytes per parameter
     assert memory.model_states_bytes(p, big, stage=0, world_size=8) == 20 * p  # DDP: all
-    off = memory.model_states_bytes(p, big, stage=3, world_size=8, offload_optimizer=True,
-                                    offload_params=True)  # fmt: skip
+    off = memory.model_states_bytes(
+        p, big, stage=3, world_size=8, offload_optimizer=True, offload_params=True
+    )
     assert off == 4 * big
 
 
@@ -179,8 +238,14 @@ def test_plan_flags_missing_packages_lora_with_zero3_and_weights_only_resume(
     p = plan("--use_peft", "true", "--zero_stage", "3")
     assert p["errors"] == [] and any("LoRA with ZeRO-3" in w for w in p["warnings"])
     assert p["memory_gib"]["params_trainable"] < p["memory_gib"]["params_total"]
-    p = plan("--save_only_model", "true", "--resume_from_checkpoint", "true",
-             "--deepspeed", str(RECIPES / "deepspeed/zero3.json"))  # fmt: skip
+    p = plan(
+        "--save_only_model",
+        "true",
+        "--resume_from_checkpoint",
+        "true",
+        "--deepspeed",
+        str(RECIPES / "deepspeed/zero3.json"),
+    )
     assert any("transformers refuses to resume" in e for e in p["errors"])
     assert p["memory_gib"]["zero_stage"] == 3  # read from the recipe's DeepSpeed config
     p = plan("--save_only_model", "true", "--resume_from_checkpoint", "true")
@@ -195,8 +260,21 @@ def _weightless(release_ckpt: Path, tmp_path: Path) -> Path:
 
 
 def _run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--dataset_path", str(data), "--output_dir",
-            str(out), "--use_cpu", "true", "--bf16", "false", "--report_to", "none", *extra]  # fmt: skip
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--dataset_path",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--use_cpu",
+        "true",
+        "--bf16",
+        "false",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def test_sft_and_grpo_run_the_plans_checks_before_any_weight_loads(
@@ -205,8 +283,15 @@ def test_sft_and_grpo_run_the_plans_checks_before_any_weight_loads(
     from trl import GRPOConfig, SFTConfig
 
     model = _weightless(release_ckpt, tmp_path)
-    args = _run_args(model, prepared[512], tmp_path / "o", "--attn_implementation",
-                     "flash_attention_2", "--max_length", "2048")  # fmt: skip
+    args = _run_args(
+        model,
+        prepared[512],
+        tmp_path / "o",
+        "--attn_implementation",
+        "flash_attention_2",
+        "--max_length",
+        "2048",
+    )
     with pytest.raises(RecipeError, match="needs the flash-attn package"):
         sft.main(*parse_recipe(SFTConfig, args))
     code = cli.main(["sft", *args])
@@ -214,8 +299,17 @@ def test_sft_and_grpo_run_the_plans_checks_before_any_weight_loads(
     lines = capsys.readouterr().err.splitlines()
     assert [x for x in lines if "error" in x] == [lines[-1]]  # one line, after the warnings
     assert lines[-1].startswith("omniad-train sft: error: attn_implementation: flash_attention_2")
-    args = _run_args(model, prepared[512], tmp_path / "g", "--num_generations", "2",
-                     "--global_batch_size", "2", "--max_completion_length", "8")  # fmt: skip
+    args = _run_args(
+        model,
+        prepared[512],
+        tmp_path / "g",
+        "--num_generations",
+        "2",
+        "--global_batch_size",
+        "2",
+        "--max_completion_length",
+        "8",
+    )
     with pytest.raises(FileNotFoundError, match="safetensors"):  # the checks passed; loading
         grpo.main(*parse_recipe(GRPOConfig, args))
     err = capsys.readouterr().err
@@ -233,8 +327,17 @@ def test_a_plan_warning_is_printed_once(release_ckpt, prepared, tmp_path, capsys
 
     monkeypatch.setattr(logging.root, "handlers", [])
     model = _weightless(release_ckpt, tmp_path)
-    args = _run_args(model, prepared[512], tmp_path / "g", "--num_generations", "2",
-                     "--global_batch_size", "2", "--max_completion_length", "8")  # fmt: skip
+    args = _run_args(
+        model,
+        prepared[512],
+        tmp_path / "g",
+        "--num_generations",
+        "2",
+        "--global_batch_size",
+        "2",
+        "--max_completion_length",
+        "8",
+    )
     with pytest.raises(FileNotFoundError, match="safetensors"):  # the checks passed; loading
         grpo.main(*parse_recipe(GRPOConfig, args))
     err = capsys.readouterr().err

@@ -78,9 +78,20 @@ def test_processor_needing_torchvision_says_what_to_install(release_ckpt, tmp_pa
         message = str(info.value)
         assert "needs torchvision" in message and hint in message and str(ckpt) in message
     run = subprocess.run(
-        [sys.executable, "-m", "omniad_core", "inspect", str(_rgb_file(tmp_path)), "--model",
-         str(ckpt)], capture_output=True, text=True, timeout=300, env={**os.environ, "OMNIAD_TRACEBACK": ""},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "omniad_core",
+            "inspect",
+            str(_rgb_file(tmp_path)),
+            "--model",
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMNIAD_TRACEBACK": ""},
+    )
     errors = [line for line in run.stderr.splitlines() if "error:" in line]
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert len(errors) == 1 and "needs torchvision" in errors[0] and hint in errors[0]
@@ -117,8 +128,13 @@ def test_gpu_extra_installs_torchvision_and_stays_out_of_cpu_ci():
     assert not any(r.startswith(("torchvision", "vllm", "flash")) for r in ci)
     readme = (ROOT / "README.md").read_text()
     setup = readme.split("## Set up and test", 1)[1].split("\n## ", 1)[0]
-    for needed in ("--index-url https://download.pytorch.org/whl/cu", "torchvision==", "'.[all,gpu]'",
-                   "vllm", "flash-attn"):  # fmt: skip
+    for needed in (
+        "--index-url https://download.pytorch.org/whl/cu",
+        "torchvision==",
+        "'.[all,gpu]'",
+        "vllm",
+        "flash-attn",
+    ):
         assert needed in setup, needed
 
 
@@ -192,8 +208,12 @@ def _grpo_trainer_cls():
             ids = torch.cat([prompt, out["completion_ids"]], dim=1)
             mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
             keep = out["completion_ids"].shape[1]
-            kw = {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"],
-                  "num_images": out["num_images"], "mm_token_type_ids": mm}  # fmt: skip
+            kw = {
+                "pixel_values": out["pixel_values"],
+                "image_grid_thw": out["image_grid_thw"],
+                "num_images": out["num_images"],
+                "mm_token_type_ids": mm,
+            }
             with torch.no_grad():
                 batched, _, _ = self._get_per_token_logps_and_entropies(
                     self.model, ids, mask, keep, **kw
@@ -207,10 +227,15 @@ def _grpo_trainer_cls():
                     pv = out["pixel_values"][start : start + per_image[row]]
                     start += per_image[row]
                     alone, _, _ = self._get_per_token_logps_and_entropies(
-                        self.model, one, mask[row : row + 1, keep_cols], keep, pixel_values=pv,
-                        image_grid_thw=out["image_grid_thw"][row : row + 1], num_images=[1],
+                        self.model,
+                        one,
+                        mask[row : row + 1, keep_cols],
+                        keep,
+                        pixel_values=pv,
+                        image_grid_thw=out["image_grid_thw"][row : row + 1],
+                        num_images=[1],
                         mm_token_type_ids=mm[row : row + 1, keep_cols],
-                    )  # fmt: skip
+                    )
                     valid = out["completion_mask"][row].bool()
                     diff = (batched[row, valid] - alone[0, valid]).abs().max().item()
                     type(self).checked.append(diff)
@@ -229,20 +254,42 @@ def test_grpo_batch_of_several_prompts_keeps_image_positions(release_ckpt, tmp_p
     from omniad_train.modeling import train_and_save
 
     rng = np.random.default_rng(0)
-    questions = ["Defect?", "Is there any defect in the object? Check every edge and corner, please.",
-                 "Any scratch?", "Describe the surface of this part and say whether it is damaged."]  # fmt: skip
-    data = Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
-                   for q in questions],
-        "image": [Image.fromarray((rng.random((56, 56, 3)) * 255).astype(np.uint8)) for _ in questions],
-    })  # fmt: skip
+    questions = [
+        "Defect?",
+        "Is there any defect in the object? Check every edge and corner, please.",
+        "Any scratch?",
+        "Describe the surface of this part and say whether it is damaged.",
+    ]
+    data = Dataset.from_dict(
+        {
+            "prompt": [
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
+                for q in questions
+            ],
+            "image": [
+                Image.fromarray((rng.random((56, 56, 3)) * 255).astype(np.uint8)) for _ in questions
+            ],
+        }
+    )
     args = GRPOConfig(
-        output_dir=str(tmp_path / "grpo"), use_cpu=True, bf16=False, report_to="none",
-        gradient_checkpointing=False, per_device_train_batch_size=4, num_generations=2,
-        steps_per_generation=1, max_completion_length=8, max_steps=2, save_steps=1,
-        save_strategy="steps", logging_steps=1, dataloader_num_workers=0, learning_rate=1e-3,
-        remove_unused_columns=False, seed=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "grpo"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        steps_per_generation=1,
+        max_completion_length=8,
+        max_steps=2,
+        save_steps=1,
+        save_strategy="steps",
+        logging_steps=1,
+        dataloader_num_workers=0,
+        learning_rate=1e-3,
+        remove_unused_columns=False,
+        seed=0,
+    )
     script = SimpleNamespace(grid=24, image_size=56, freeze_vision_tower=False)
     trainer_cls = _grpo_trainer_cls()
     trainer_cls.checked.clear()
@@ -250,8 +297,16 @@ def test_grpo_batch_of_several_prompts_keeps_image_positions(release_ckpt, tmp_p
     def length(completions, **kwargs):
         return [float(len(c[0]["content"])) for c in completions]
 
-    train_and_save(trainer_cls, script, args, _model_args(release_ckpt), data, None, None,
-                   reward_funcs=[length])  # fmt: skip
+    train_and_save(
+        trainer_cls,
+        script,
+        args,
+        _model_args(release_ckpt),
+        data,
+        None,
+        None,
+        reward_funcs=[length],
+    )
     assert len(trainer_cls.checked) == 2 * 4 and max(trainer_cls.checked) < 1e-4, (
         trainer_cls.checked
     )
@@ -324,8 +379,13 @@ def _greedy_reference(model, inputs, steps: int, eos: set[int]) -> list[int]:
     new: list[int] = []
     for _ in range(steps):
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
-                           pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]).logits  # fmt: skip
+            logits = model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                mm_token_type_ids=mm,
+                pixel_values=inputs["pixel_values"],
+                image_grid_thw=inputs["image_grid_thw"],
+            ).logits
         token = int(logits[0, -1].argmax())
         new.append(token)
         if token in eos:
@@ -383,10 +443,15 @@ def test_training_processor_pins_the_budget_in_the_collate_path(release_ckpt):
 
     def example(w: int, h: int) -> dict:
         return {
-            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Defect?"}]}],
+            "prompt": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": "Defect?"}],
+                }
+            ],
             "completion": [{"role": "assistant", "content": [{"type": "text", "text": "No."}]}],
             "images": [Image.new("RGB", (w, h), (40, 40, 40))],
-        }  # fmt: skip
+        }
 
     batch = collate([example(2000, 1500), example(2000, 2000), example(512, 512)])
     # 2000 x 1500 keeps its aspect within the 512 x 512 budget (15 x 20 tokens); the
@@ -476,15 +541,57 @@ def test_zero3_lora_run_merges_the_whole_weights(tmp_path):
     data = tmp_path / "prepared"
     prepare(data, mvtec_root=_mvtec(tmp_path / "mvtec"), image_size=56, grid=24, seed=0)
     out = tmp_path / "lora"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29547", "-m", "omniad_train", "sft",
-           "--model_name_or_path", str(base), "--dataset_path", str(data), "--image_size", "56",
-           "--output_dir", str(out), "--use_cpu", "true", "--bf16", "false",
-           "--gradient_checkpointing", "false", "--report_to", "none", "--dataloader_num_workers", "0",
-           "--per_device_train_batch_size", "1", "--learning_rate", "5e-2", "--max_length", "1024",
-           "--max_steps", "1", "--save_strategy", "no", "--use_peft", "true", "--lora_r", "4",
-           "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj",
-           "--deepspeed", str(ROOT / "omniad_train" / "recipes" / "deepspeed" / "zero3.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29547",
+        "-m",
+        "omniad_train",
+        "sft",
+        "--model_name_or_path",
+        str(base),
+        "--dataset_path",
+        str(data),
+        "--image_size",
+        "56",
+        "--output_dir",
+        str(out),
+        "--use_cpu",
+        "true",
+        "--bf16",
+        "false",
+        "--gradient_checkpointing",
+        "false",
+        "--report_to",
+        "none",
+        "--dataloader_num_workers",
+        "0",
+        "--per_device_train_batch_size",
+        "1",
+        "--learning_rate",
+        "5e-2",
+        "--max_length",
+        "1024",
+        "--max_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "--deepspeed",
+        str(ROOT / "omniad_train" / "recipes" / "deepspeed" / "zero3.json"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]

@@ -43,9 +43,14 @@ def world(monkeypatch):
 
     def start(n: int) -> None:
         if n > 1:
-            env = {"WORLD_SIZE": str(n), "RANK": "0", "LOCAL_RANK": "0",
-                   "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": "29591"}  # fmt: skip
+            env = {
+                "WORLD_SIZE": str(n),
+                "RANK": "0",
+                "LOCAL_RANK": "0",
+                "LOCAL_WORLD_SIZE": str(n),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29591",
+            }
             for k, v in env.items():
                 monkeypatch.setenv(k, v)
             dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=n)
@@ -63,8 +68,9 @@ def _parse(folder: str, kind: str, *extra: str):
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
 @pytest.mark.parametrize(("folder", "kind", "paper"), SHIPPED)
-def test_every_shipped_recipe_realises_its_batch_on_1_2_4_8_processes(world, folder, kind,
-                                                                      paper, n):  # fmt: skip
+def test_every_shipped_recipe_realises_its_batch_on_1_2_4_8_processes(
+    world, folder, kind, paper, n
+):
     world(n)
     s, t, _ = _parse(folder, kind)
     assert t.world_size == n  # TRL sees the launcher's world size
@@ -95,8 +101,14 @@ def test_explicit_per_device_batch_must_agree_with_the_global_batch():
     with pytest.raises(RecipeError, match="does not make global_batch_size 16"):
         _parse("qwen2_5_vl_7b", "sft", "--per_device_train_batch_size", "3")
     with pytest.raises(RecipeError, match="does not make global_batch_size 16"):
-        _parse("qwen2_5_vl_7b", "grpo", "--per_device_train_batch_size", "4",
-               "--gradient_accumulation_steps", "2")  # fmt: skip
+        _parse(
+            "qwen2_5_vl_7b",
+            "grpo",
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "2",
+        )
     with pytest.raises(RecipeError, match="not divisible by num_generations 16"):
         _parse("qwen2_5_vl_7b", "grpo", "--global_batch_size", "8")
     _, t, _ = _parse("qwen2_5_vl_7b", "sft", "--max_per_device_batch", "1")
@@ -105,9 +117,10 @@ def test_explicit_per_device_batch_must_agree_with_the_global_batch():
 
 def test_an_explicit_world_size_is_used_as_given():
     _, t, _ = parse_recipe(
-        SFTConfig, ["--config", str(RECIPES / "qwen2_5_vl_7b" / "sft.yaml"), *ON_CPU],
+        SFTConfig,
+        ["--config", str(RECIPES / "qwen2_5_vl_7b" / "sft.yaml"), *ON_CPU],
         world_size=8,
-    )  # fmt: skip
+    )
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps) == (2, 1)
 
 
@@ -145,13 +158,27 @@ def test_default_lora_targets_wrap_only_the_language_models_linears(tmp_path):
     from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
     _, _, m = parse_recipe(SFTConfig, ["--model_name_or_path", "x", "--use_peft", "true", *ON_CPU])
-    _, _, given = parse_recipe(SFTConfig, ["--model_name_or_path", "x", "--use_peft", "true",
-                                           "--lora_target_modules", "q_proj", "v_proj", *ON_CPU])  # fmt: skip
+    _, _, given = parse_recipe(
+        SFTConfig,
+        [
+            "--model_name_or_path",
+            "x",
+            "--use_peft",
+            "true",
+            "--lora_target_modules",
+            "q_proj",
+            "v_proj",
+            *ON_CPU,
+        ],
+    )
     assert given.lora_target_modules == ["q_proj", "v_proj"]  # the recipe's choice wins
     cfg = TinyConfig.test()
     model = AutoModelForImageTextToText.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "m", cfg))
-    wrapped = [n for n, mod in get_peft_model(model, get_peft_config(m)).named_modules()
-               if hasattr(mod, "lora_A") and isinstance(mod.base_layer, torch.nn.Linear)]  # fmt: skip
+    wrapped = [
+        n
+        for n, mod in get_peft_model(model, get_peft_config(m)).named_modules()
+        if hasattr(mod, "lora_A") and isinstance(mod.base_layer, torch.nn.Linear)
+    ]
     assert len(wrapped) == 7 * cfg.num_layers  # q, k, v, o, gate, up, down of every layer
     assert all(".language_model.layers." in n for n in wrapped)
     assert not [n for n in wrapped if ".visual." in n]  # the tower's gate/up/down stay plain

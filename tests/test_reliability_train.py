@@ -43,8 +43,15 @@ PROMPT = "You inspect parts. Reply as <seg>cells</seg><think>why</think><answer>
 def data(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("data")
     out = base / "prepared"
-    prepare(out, mvtec_root=_mvtec_tree(base / "mvtec"), image_size=56, grid=24, seed=0,
-            system_prompt=PROMPT, verbose=False)  # fmt: skip
+    prepare(
+        out,
+        mvtec_root=_mvtec_tree(base / "mvtec"),
+        image_size=56,
+        grid=24,
+        seed=0,
+        system_prompt=PROMPT,
+        verbose=False,
+    )
     return out
 
 
@@ -54,13 +61,35 @@ def model(tmp_path_factory) -> Path:
 
 
 def _args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--dataset_path", str(data),
-            "--image_size", "56", "--output_dir", str(out), *CPU, *extra]  # fmt: skip
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--dataset_path",
+        str(data),
+        "--image_size",
+        "56",
+        "--output_dir",
+        str(out),
+        *CPU,
+        *extra,
+    ]
 
 
 def _sft(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return _args(data, model, out, "--per_device_train_batch_size", "2", "--learning_rate",
-                 "5e-3", "--max_length", "1024", "--save_steps", "1", *extra)  # fmt: skip
+    return _args(
+        data,
+        model,
+        out,
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "5e-3",
+        "--max_length",
+        "1024",
+        "--save_steps",
+        "1",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +118,13 @@ def test_a_complete_checkpoint_has_no_problems_and_truncation_is_seen(run, tmp_p
     out = _copy(run, tmp_path)
     ckpt = out / "checkpoint-2"
     assert checkpoint_problems(ckpt) == []
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
-            "trainer_state.json"} <= {p.name for p in ckpt.iterdir()}  # fmt: skip
+    assert {
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+    } <= {p.name for p in ckpt.iterdir()}
     weights = ckpt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     assert checkpoint_problems(ckpt) == ["model.safetensors is truncated"]
@@ -140,8 +174,15 @@ def test_resume_from_an_incomplete_checkpoint_path_is_a_clear_error(run, data, t
     out = _copy(run, tmp_path)
     _kill_while_saving(out / "checkpoint-2")
     missing_model = tmp_path / "no-such-model"  # loading it would fail differently
-    args = _sft(data, missing_model, out, "--max_steps", "3",
-                "--resume_from_checkpoint", str(out / "checkpoint-2"))  # fmt: skip
+    args = _sft(
+        data,
+        missing_model,
+        out,
+        "--max_steps",
+        "3",
+        "--resume_from_checkpoint",
+        str(out / "checkpoint-2"),
+    )
     with pytest.raises(
         RecipeError, match=r"checkpoint-2 is not a complete checkpoint \(no weights"
     ):
@@ -164,8 +205,21 @@ def test_checkpoints_record_the_datasets_system_prompt(run):
 
 def test_grpo_checkpoints_record_the_datasets_system_prompt(data, run, tmp_path):
     out = tmp_path / "grpo"
-    args = _args(data, run, out, "--max_steps", "1", "--num_generations", "2", "--save_steps",
-                 "1", "--per_device_train_batch_size", "2", "--max_completion_length", "8")  # fmt: skip
+    args = _args(
+        data,
+        run,
+        out,
+        "--max_steps",
+        "1",
+        "--num_generations",
+        "2",
+        "--save_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_completion_length",
+        "8",
+    )
     grpo.main(*parse_recipe(GRPOConfig, args))
     for folder in (out / "checkpoint-1", out):
         assert json.loads((folder / "omniad.json").read_text())["system_prompt"] == PROMPT
@@ -173,8 +227,15 @@ def test_grpo_checkpoints_record_the_datasets_system_prompt(data, run, tmp_path)
 
 def test_data_prepared_without_a_system_prompt_records_none(model, tmp_path):
     prepared = tmp_path / "plain"
-    prepare(prepared, mvtec_root=_mvtec_tree(tmp_path / "mvtec"), image_size=56, grid=24,
-            system_prompt=None, max_records=4, verbose=False)  # fmt: skip
+    prepare(
+        prepared,
+        mvtec_root=_mvtec_tree(tmp_path / "mvtec"),
+        image_size=56,
+        grid=24,
+        system_prompt=None,
+        max_records=4,
+        verbose=False,
+    )
     out = tmp_path / "sft"
     sft.main(*parse_recipe(SFTConfig, _sft(prepared, model, out, "--max_steps", "1")))
     for folder in (out / "checkpoint-1", out):
@@ -251,8 +312,14 @@ BAD_VALUES = [
 def test_a_bad_recipe_value_is_named_before_any_model_loads(data, tmp_path, kind, key, text, shown):
     recipe = tmp_path / f"{kind}.yaml"
     missing = tmp_path / "no-such-model"  # loading it would fail differently
-    lines = {"model_name_or_path": str(missing), "dataset_path": str(data), "image_size": "56",
-             "output_dir": str(tmp_path / "o"), "use_cpu": "true", "bf16": "false"}  # fmt: skip
+    lines = {
+        "model_name_or_path": str(missing),
+        "dataset_path": str(data),
+        "image_size": "56",
+        "output_dir": str(tmp_path / "o"),
+        "use_cpu": "true",
+        "bf16": "false",
+    }
     if kind == "grpo":
         lines.update(num_generations="2", per_device_train_batch_size="2")
     lines[key] = text
@@ -267,13 +334,25 @@ def test_a_bad_recipe_value_is_named_before_any_model_loads(data, tmp_path, kind
 
 @pytest.mark.parametrize(
     ("option", "value", "shown"),
-    [("--learning_rate", "nan", "nan"), ("--num_generations", "0", "0"),
-     ("--alpha=-inf", None, "-inf"), ("--temperature", "-1", "-1.0")],
-)  # fmt: skip
+    [
+        ("--learning_rate", "nan", "nan"),
+        ("--num_generations", "0", "0"),
+        ("--alpha=-inf", None, "-inf"),
+        ("--temperature", "-1", "-1.0"),
+    ],
+)
 def test_a_bad_command_line_value_is_named(data, tmp_path, option, value, shown):
     given = [option] if value is None else [option, value]  # --key=-inf: argparse needs "="
-    args = _args(data, tmp_path / "none", tmp_path / "o", "--num_generations", "2",
-                 "--per_device_train_batch_size", "2", *given)  # fmt: skip
+    args = _args(
+        data,
+        tmp_path / "none",
+        tmp_path / "o",
+        "--num_generations",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        *given,
+    )
     key = option[2:].split("=")[0]
     with pytest.raises(RecipeError, match=f"{key} = {shown} on the command line"):
         parse_recipe(GRPOConfig, args)
@@ -320,8 +399,15 @@ def test_shipped_recipes_and_yaml_strings_still_parse(tmp_path):
 @settings(max_examples=25, deadline=None)
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_learning_rate_is_accepted_exactly_when_finite_and_positive(lr):
-    args = ["--model_name_or_path", "x", "--use_cpu", "true", "--bf16", "false",
-            f"--learning_rate={lr!r}"]  # fmt: skip
+    args = [
+        "--model_name_or_path",
+        "x",
+        "--use_cpu",
+        "true",
+        "--bf16",
+        "false",
+        f"--learning_rate={lr!r}",
+    ]
     if math.isfinite(lr) and lr > 0:
         assert parse_recipe(SFTConfig, args)[1].learning_rate == lr
     else:
@@ -433,8 +519,13 @@ def test_cli_subprocess_shows_no_traceback_for_a_python_tag(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.yaml"
     evil.write_text(f'learning_rate: !!python/object/apply:os.system ["touch {marker}"]\n')
-    run = subprocess.run([sys.executable, "-m", "omniad_train", "sft", "--config", str(evil)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "omniad_train", "sft", "--config", str(evil)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if "error:" in line]
     assert lines == [

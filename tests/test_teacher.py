@@ -179,8 +179,15 @@ def test_reply_shape_and_types_asked():
 
 # --------------------------------------------------------------------------- regions
 def _info(region, components=1, bbox=None):
-    return MaskInfo(height=90, width=90, area=0.05, centroid=(0.5, 0.5), region=region,
-                    components=components, bbox=bbox)  # fmt: skip
+    return MaskInfo(
+        height=90,
+        width=90,
+        area=0.05,
+        centroid=(0.5, 0.5),
+        region=region,
+        components=components,
+        bbox=bbox,
+    )
 
 
 @pytest.mark.parametrize(
@@ -273,9 +280,17 @@ def _item(folder: Path, name="000.png", category="bottle", anomalous=False):
         mask = folder / f"m_{name}"
         Image.fromarray(m).save(mask)
         info = MaskInfo(height=20, width=30, area=24 / 600, centroid=(0.2, 0.2), region="left top")
-    return ImageItem(f"mvtec:ds/{category}/{name}", str(img), f"{category}/{name}", anomalous,
-                     category, "ds", defect="scratch" if anomalous else "", mask=str(mask) if mask else None,
-                     info=info)  # fmt: skip
+    return ImageItem(
+        f"mvtec:ds/{category}/{name}",
+        str(img),
+        f"{category}/{name}",
+        anomalous,
+        category,
+        "ds",
+        defect="scratch" if anomalous else "",
+        mask=str(mask) if mask else None,
+        info=info,
+    )
 
 
 def test_cache_keys_change_with_prompt_version_file_hash_model_and_image(tmp_path):
@@ -323,18 +338,53 @@ def test_teacher_options_and_their_errors(tmp_path, monkeypatch):
     with pytest.raises(TeacherError, match="--teacher_model need --teacher_endpoint"):
         teacher_from_args(p.parse_args([str(tmp_path), "--teacher-model", "m"]))
     with pytest.raises(TeacherError, match="--teacher_concurrency must be >= 1"):
-        teacher_from_args(p.parse_args([str(tmp_path), "--teacher_endpoint", "http://x:1",
-                                        "--teacher_model", "m", "--teacher_concurrency", "0"]))  # fmt: skip
+        teacher_from_args(
+            p.parse_args(
+                [
+                    str(tmp_path),
+                    "--teacher_endpoint",
+                    "http://x:1",
+                    "--teacher_model",
+                    "m",
+                    "--teacher_concurrency",
+                    "0",
+                ]
+            )
+        )
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(TeacherError, match="NO_SUCH_KEY_VAR is not set"):
-        teacher_from_args(p.parse_args([str(tmp_path), "--teacher_endpoint", "http://x:1",
-                                        "--teacher_model", "m", "--teacher_api_key_env", "NO_SUCH_KEY_VAR"]))  # fmt: skip
+        teacher_from_args(
+            p.parse_args(
+                [
+                    str(tmp_path),
+                    "--teacher_endpoint",
+                    "http://x:1",
+                    "--teacher_model",
+                    "m",
+                    "--teacher_api_key_env",
+                    "NO_SUCH_KEY_VAR",
+                ]
+            )
+        )
     f = tmp_path / "mine.txt"
     f.write_text(PROMPT)
     w = teacher_from_args(
-        p.parse_args([str(tmp_path), "--teacher-endpoint", "http://127.0.0.1:9", "--teacher_model", "m",
-                      "--teacher_concurrency", "3", "--teacher_retries", "1", "--teacher_prompt", str(f)])
-    )  # fmt: skip
+        p.parse_args(
+            [
+                str(tmp_path),
+                "--teacher-endpoint",
+                "http://127.0.0.1:9",
+                "--teacher_model",
+                "m",
+                "--teacher_concurrency",
+                "3",
+                "--teacher_retries",
+                "1",
+                "--teacher_prompt",
+                str(f),
+            ]
+        )
+    )
     assert w.backend.concurrency == 3 and w.retries == 1 and w.prompt.version == "t1"
     assert w.backend.base_url == "http://127.0.0.1:9/v1" and w.model == "m"
     assert w.cache_dir == tmp_path / ".work" / "teacher"
@@ -411,8 +461,16 @@ def test_an_invalid_answer_is_asked_again_with_what_was_wrong(tmp_path):
     assert second[:2] == first and second[2]["content"][0]["text"] == "Here: " + INVALID
     feedback = second[3]["content"][0]["text"]
     assert feedback.startswith("Wrong: ") and "option B repeats another option" in feedback
-    assert w.log[0] | {"image_id": 0} == {"image_id": 0, "cached": False, "outcome": "ok", "attempts": 2,
-        "prompt_tokens": 20, "completion_tokens": 10, "seconds": 1.0, "records": 1}  # fmt: skip
+    assert w.log[0] | {"image_id": 0} == {
+        "image_id": 0,
+        "cached": False,
+        "outcome": "ok",
+        "attempts": 2,
+        "prompt_tokens": 20,
+        "completion_tokens": 10,
+        "seconds": 1.0,
+        "records": 1,
+    }
     # out of retries: a reject naming the problems; a normal image never gets Defect Analysis
     backend = RecordingBackend([INVALID, INVALID])
     w = TeacherWriter(backend, cache_dir=tmp_path / "c2", prompt=f, retries=1)
@@ -456,15 +514,32 @@ def test_prefetch_asks_every_uncached_image_in_one_batch(tmp_path):
 
 
 # --------------------------------------------------------------------------- served teacher
-VALID = json.dumps({"questions": [{
-    "type": "Object Analysis", "question": "What is the bottle made of?",
-    "options": ["glass", "paper"], "answer": "A",
-    "reasoning": "The bottle is clear and shiny, so it is glass.",
-}]})  # fmt: skip
-INVALID = json.dumps({"questions": [{
-    "type": "Object Analysis", "question": "How many?", "options": ["two", "Two"],
-    "answer": "C", "reasoning": "short",
-}]})  # fmt: skip
+VALID = json.dumps(
+    {
+        "questions": [
+            {
+                "type": "Object Analysis",
+                "question": "What is the bottle made of?",
+                "options": ["glass", "paper"],
+                "answer": "A",
+                "reasoning": "The bottle is clear and shiny, so it is glass.",
+            }
+        ]
+    }
+)
+INVALID = json.dumps(
+    {
+        "questions": [
+            {
+                "type": "Object Analysis",
+                "question": "How many?",
+                "options": ["two", "Two"],
+                "answer": "C",
+                "reasoning": "short",
+            }
+        ]
+    }
+)
 
 
 def _teach(out: Path) -> Path:
@@ -486,11 +561,18 @@ def _teach(out: Path) -> Path:
         for category, target in (("bottle", VALID), ("cable", INVALID)):
             messages = [  # as the server turns our OpenAI messages into processor inputs
                 {"role": "system", "content": [{"type": "text", "text": "Write JSON."}]},
-                {"role": "user", "content": [{"type": "image", "url": url}, {"type": "text", "text": category}]},
-            ]  # fmt: skip
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "url": url}, {"type": "text", "text": category}],
+                },
+            ]
             inputs = processor.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-            )  # fmt: skip
+                messages,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            )
             tail = torch.tensor([processor.tokenizer(target)["input_ids"] + [eos]])
             batch = dict(inputs)
             batch["input_ids"] = torch.cat([inputs["input_ids"], tail], 1)
@@ -515,11 +597,13 @@ def _teach(out: Path) -> Path:
             with torch.no_grad():
                 got = [
                     processor.tokenizer.decode(
-                        model.generate(**inp, max_new_tokens=160, do_sample=False)[0, inp["input_ids"].shape[1] :],
+                        model.generate(**inp, max_new_tokens=160, do_sample=False)[
+                            0, inp["input_ids"].shape[1] :
+                        ],
                         skip_special_tokens=True,
                     ).strip()
                     for inp, _, _ in batches
-                ]  # fmt: skip
+                ]
             if got == [VALID, INVALID]:
                 break
         else:
@@ -553,8 +637,14 @@ def _requests(server) -> int:
 
 def _writer(server, cache_dir: Path, prompt: Path, retries: int = 2) -> TeacherWriter:
     backend = EndpointBackend(server.base_url, server.model, concurrency=2, retries=0)
-    return TeacherWriter(backend, cache_dir=cache_dir, prompt=prompt, retries=retries,
-                         image_size=56, max_new_tokens=160)  # fmt: skip
+    return TeacherWriter(
+        backend,
+        cache_dir=cache_dir,
+        prompt=prompt,
+        retries=retries,
+        image_size=56,
+        max_new_tokens=160,
+    )
 
 
 @pytest.mark.slow
@@ -639,9 +729,20 @@ def test_a_killed_run_restarted_asks_no_answered_image_again(served_teacher, tmp
     cache = out / ".work" / "teacher"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_RUN), served_teacher.base_url, served_teacher.model,
-         str(ds), str(out), str(prompt)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(_RUN),
+            served_teacher.base_url,
+            served_teacher.model,
+            str(ds),
+            str(out),
+            str(prompt),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list(cache.glob("*/*.json")):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]

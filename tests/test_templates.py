@@ -96,8 +96,11 @@ TREE = {
         "flip_side": ([(100, 110, 5, 15), (100, 110, 100, 110)], "two-part"),  # bottom
     },
     "screw": {"thread_side": ([(60, 63, 85, 88)], "compact")},  # 0.06%: tiny, right
-    "pill": {"crack": ([(10, 40, 10, 25)], "compact"), "faulty_imprint": ([(70, 74, 20, 60)], "elongated")},
-}  # fmt: skip
+    "pill": {
+        "crack": ([(10, 40, 10, 25)], "compact"),
+        "faulty_imprint": ([(70, 74, 20, 60)], "elongated"),
+    },
+}
 N_DEFECT_IMAGES = sum(len(d) for d in TREE.values())
 
 
@@ -188,8 +191,11 @@ def test_answers_of_every_type_match_the_mask_and_the_folder_names(y0, x0, h, w,
     assert text["Anomaly Discrimination"] == "Yes"
     assert text["Defect Classification"] == shown(defect)
     assert set(by_type["Defect Classification"].options.values()) <= {
-        "broken large", "hole", "scratch", "crack",
-    }  # fmt: skip
+        "broken large",
+        "hole",
+        "scratch",
+        "crack",
+    }
     assert text["Defect Localization"] == expected_region(mask)
     form = "elongated" if max(rh, rw) / min(rh, rw) >= 3 else "compact"
     assert text["Defect Description"] == f"a {expected_size(mask)}, {form} {shown(defect)} defect"
@@ -329,8 +335,18 @@ def test_prepare_writes_all_five_types_with_reasoning_that_agrees(prepared):
 def test_question_types_option_and_the_no_location_alias(tree, tmp_path, capsys):
     root, _ = tree
     base = [str(root), "--image_size", str(IMG), "--quiet"]
-    assert prepare_main([str(tmp_path / "a"), "--mvtec_root", *base,
-                         "--question_types", "Object Classification,anomaly detection"]) == 0  # fmt: skip
+    assert (
+        prepare_main(
+            [
+                str(tmp_path / "a"),
+                "--mvtec_root",
+                *base,
+                "--question_types",
+                "Object Classification,anomaly detection",
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert m["question_types"] == ["Anomaly Discrimination", "Object Classification"]
     assert set(m["counts"]["sft"]["total"]["by_type"]) == set(m["question_types"])
@@ -361,11 +377,13 @@ def test_max_per_category_keeps_one_defect_image_per_category(tree, tmp_path, ca
     assert {r["category"] for r in rows} == set(TREE)
     assert all(np.asarray(r["mask"]).any() for r in rows)  # a defect image of each category
     assert res.table() in printed and "| **total** | 3 |" in printed
-    again = prepare(tmp_path / "one2", mvtec_root=root, image_size=IMG, max_per_category=1,
-                    verbose=False)  # fmt: skip
+    again = prepare(
+        tmp_path / "one2", mvtec_root=root, image_size=IMG, max_per_category=1, verbose=False
+    )
     assert again.sources == res.sources  # the same images for the same seed
-    four = prepare(tmp_path / "four", mvtec_root=root, image_size=IMG, max_per_category=4,
-                   verbose=False)  # fmt: skip
+    four = prepare(
+        tmp_path / "four", mvtec_root=root, image_size=IMG, max_per_category=4, verbose=False
+    )
     assert four.n_images == len(TREE) + N_DEFECT_IMAGES  # every type + the normal image
 
 
@@ -399,14 +417,26 @@ class _Teacher:
         ]
 
     def notes(self, facts):
-        return [{"dataset": facts.dataset, "category": "", "type": "Object Analysis",
-                 "reason": "not asked"}]  # fmt: skip
+        return [
+            {
+                "dataset": facts.dataset,
+                "category": "",
+                "type": "Object Analysis",
+                "reason": "not asked",
+            }
+        ]
 
 
 def test_a_question_writer_plugs_into_prepare(tree, tmp_path):
     root, _ = tree
-    res = prepare(tmp_path / "t", mvtec_root=root, image_size=IMG, verbose=False,
-                  question_types=["Anomaly Discrimination"], question_writers=[_Teacher()])  # fmt: skip
+    res = prepare(
+        tmp_path / "t",
+        mvtec_root=root,
+        image_size=IMG,
+        verbose=False,
+        question_types=["Anomaly Discrimination"],
+        question_writers=[_Teacher()],
+    )
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())
     assert m["question_writers"] == ["template/1", "fake-teacher/1"]
     total = m["counts"]["sft"]["total"]
@@ -443,12 +473,22 @@ def _mmad(root: Path, categories: list[str]) -> Path:
         for j, folder in enumerate(("good", "broken")):
             key = f"DS/{cat}/image/{folder}/000.png"
             _image(root / key, 500 + 10 * k + j)
-            entry = {"conversation": [
-                {"Question": "Is there any defect?", "Answer": "B" if j == 0 else "A",
-                 "Options": yes_no, "type": "Anomaly Detection"},
-                {"Question": "Which product?", "Answer": "A", "Options": {"A": cat, "B": "x"},
-                 "type": "Object Classification"},
-            ]}  # fmt: skip
+            entry = {
+                "conversation": [
+                    {
+                        "Question": "Is there any defect?",
+                        "Answer": "B" if j == 0 else "A",
+                        "Options": yes_no,
+                        "type": "Anomaly Detection",
+                    },
+                    {
+                        "Question": "Which product?",
+                        "Answer": "A",
+                        "Options": {"A": cat, "B": "x"},
+                        "type": "Object Classification",
+                    },
+                ]
+            }
             if folder == "broken":
                 _mask(root / f"DS/{cat}/mask/000.png", [(10, 30, 10, 30)])
                 entry["mask_path"] = f"DS/{cat}/mask/000.png"
@@ -461,9 +501,22 @@ def test_the_paper_mix_from_several_sources_with_a_summary_per_source_and_type(t
     root, _ = tree
     first = _mmad(tmp_path / "mmad_a", ["bottle", "cap"])
     second = _mmad(tmp_path / "mmad_b", ["zipper"])
-    argv = [str(tmp_path / "mix"), "--mvtec_root", str(root), "--max_per_category", "1",
-            "--mmad_json", str(first), "--mmad_json", str(second),
-            "--mmad_max_per_category", "1", "--image_size", str(IMG), "--quiet"]  # fmt: skip
+    argv = [
+        str(tmp_path / "mix"),
+        "--mvtec_root",
+        str(root),
+        "--max_per_category",
+        "1",
+        "--mmad_json",
+        str(first),
+        "--mmad_json",
+        str(second),
+        "--mmad_max_per_category",
+        "1",
+        "--image_size",
+        str(IMG),
+        "--quiet",
+    ]
     assert prepare_main(argv) == 0
     m = json.loads((tmp_path / "mix" / "manifest.json").read_text())
     assert [s["kind"] for s in m["summary"]] == ["mmad", "mmad", "mvtec"]
@@ -482,6 +535,11 @@ def test_a_rerun_with_all_types_reuses_the_work_folder(prepared, tree):
     again = prepare(out, mvtec_root=tree[0], image_size=IMG, verbose=False)
     assert again.up_to_date and again.processed == 0 and again.images_read == 0
     assert again.reused == first.n_records and again.sources == first.sources
-    fewer = prepare(out, mvtec_root=tree[0], image_size=IMG, verbose=False,
-                    question_types=["Defect Description"])  # fmt: skip
+    fewer = prepare(
+        out,
+        mvtec_root=tree[0],
+        image_size=IMG,
+        verbose=False,
+        question_types=["Defect Description"],
+    )
     assert fewer.processed == 0 and fewer.n_records == N_DEFECT_IMAGES  # rows reused

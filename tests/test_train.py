@@ -246,8 +246,19 @@ def test_grpo_calls_every_reward_with_its_columns_and_logs_them(data, model, tmp
         return call
 
     funcs = [recording(r) for r in make_rewards(alpha=2.0, grid=24)]
-    args = _args(data, model, tmp_path / "grpo", "--max_steps", "2", "--num_generations", "2",
-                 "--per_device_train_batch_size", "4", "--max_completion_length", "16")  # fmt: skip
+    args = _args(
+        data,
+        model,
+        tmp_path / "grpo",
+        "--max_steps",
+        "2",
+        "--num_generations",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_completion_length",
+        "16",
+    )
     trainer = grpo.main(*parse_recipe(GRPOConfig, args), reward_funcs=funcs)
     assert set(seen) == {"format_reward", "detection_reward", "answer_reward"}
     for cols in seen.values():
@@ -359,8 +370,15 @@ def test_missing_reward_column_is_named(data, tmp_path):
         (broken / f).write_text((data / f).read_text())
     ds = load_from_disk(str(data / "grpo"))
     ds.remove_columns(["mask"]).save_to_disk(str(broken / "grpo"))
-    args = _args(broken, tmp_path / "none", tmp_path / "o", "--num_generations", "2",
-                 "--per_device_train_batch_size", "2")  # fmt: skip
+    args = _args(
+        broken,
+        tmp_path / "none",
+        tmp_path / "o",
+        "--num_generations",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+    )
     with pytest.raises(RecipeError, match=r"\['mask'\]"):
         grpo.main(*parse_recipe(GRPOConfig, args))
 

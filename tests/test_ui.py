@@ -84,11 +84,20 @@ def test_ui_help_names_the_command_and_loads_nothing_heavy():
 
 
 def test_ui_bad_arguments_are_one_line_before_any_work():
-    for argv, msg in ((["--port", "0"], "--port must be 1..65535"),
-                      (["--max-pixels", "-5"], "--max-pixels must be positive")):  # fmt: skip
-        r = subprocess.run([sys.executable, "-c", "import sys; from omniad_core.ui import ui_main; "
-                            f"sys.exit(ui_main({argv!r}))"], capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+    for argv, msg in (
+        (["--port", "0"], "--port must be 1..65535"),
+        (["--max-pixels", "-5"], "--max-pixels must be positive"),
+    ):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys; from omniad_core.ui import ui_main; sys.exit(ui_main({argv!r}))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 1 and r.stderr.strip() == f"omniad ui: error: {msg}, got {argv[1]}"
 
 
@@ -126,8 +135,17 @@ class _Server:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(self.tmp)}
         env.pop("GRADIO_TEMP_DIR", None)
         env.pop("OMNIAD_MAX_IMAGE_PIXELS", None)
-        cmd = [sys.executable, "-m", "omniad_core.ui", "--port", str(self.port),
-               "--max-pixels", str(MAX_PIXELS), "--max-upload-mb", str(MAX_UPLOAD_MB)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "omniad_core.ui",
+            "--port",
+            str(self.port),
+            "--max-pixels",
+            str(MAX_PIXELS),
+            "--max-upload-mb",
+            str(MAX_UPLOAD_MB),
+        ]
         self._out = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + SERVER_STARTUP
@@ -189,9 +207,17 @@ def browser(tmp_path_factory):
         pytest.fail("the browser tests need selenium: pip install -e '.[dev]'")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic", "--window-size=1280,1100"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1280,1100",
+    ):
         opts.add_argument(flag)
     opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -237,14 +263,29 @@ def _status(driver, elem_id: str = "status") -> str:
 def _clear(driver, elem_id: str) -> None:
     for b in driver.find_elements(_by().CSS_SELECTOR, f"#{elem_id} button[aria-label='Clear']"):
         driver.execute_script("arguments[0].click()", b)  # the drop zone may lie on top
-    _wait(driver, lambda d: d.find_elements(_by().CSS_SELECTOR, f"#{elem_id} input[type=file]"),
-          f"an empty {elem_id}")  # fmt: skip
+    _wait(
+        driver,
+        lambda d: d.find_elements(_by().CSS_SELECTOR, f"#{elem_id} input[type=file]"),
+        f"an empty {elem_id}",
+    )
 
 
-def _upload(driver, elem_id: str, *paths: Path) -> None:
+def _upload(driver, elem_id: str, *paths: Path, listed: bool = True) -> None:
     _clear(driver, elem_id)
     box = driver.find_element(_by().CSS_SELECTOR, f"#{elem_id} input[type=file]")
     box.send_keys("\n".join(str(p) for p in paths))
+    # press nothing until the component lists the new files (it shows the stem and the
+    # suffix apart): under load, a click that
+    # comes first runs the previous upload again
+    if not listed:  # an upload the page refuses is never listed
+        return
+    _wait(
+        driver,
+        lambda d: all(
+            p.stem in d.find_element(_by().CSS_SELECTOR, f"#{elem_id}").text for p in paths
+        ),
+        f"the upload of {', '.join(p.name for p in paths)}",
+    )
 
 
 def _inspect(driver, image: Path, marker: str) -> str:
@@ -336,12 +377,16 @@ def test_page_asks_your_own_question_with_a_reference(ui_server, browser, demo_i
     browser.find_element(By.CSS_SELECTOR, "#options textarea").send_keys("scratch\nhole\nstain")
     _upload(browser, "reference-file", ref)
     _inspect(browser, image, image.name)
-    want = demo_inspector.analyze(image, "Which defect does the part show?",
-                                  ["scratch", "hole", "stain"], reference=ref)  # fmt: skip
+    want = demo_inspector.analyze(
+        image, "Which defect does the part show?", ["scratch", "hole", "stain"], reference=ref
+    )
     letters = {"A": "scratch", "B": "hole", "C": "stain"}
     shown = _value(browser, "answer")
-    assert shown == (f"{want.answer}: {letters[want.answer]}" if want.answer in letters
-                     else want.answer or "(no answer could be read)")  # fmt: skip
+    assert shown == (
+        f"{want.answer}: {letters[want.answer]}"
+        if want.answer in letters
+        else want.answer or "(no answer could be read)"
+    )
     assert _value(browser, "seg") == (want.parsed.seg_canonical or "(no anomalous cell)")
     assert "with a reference" in _status(browser)
     _clear(browser, "reference-file")
@@ -369,9 +414,12 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(
     info.add_text("padding", "x" * int(MAX_UPLOAD_MB * 1024 * 1024 * 1.2))
     heavy = tmp_path / "heavy.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(heavy, pnginfo=info)
-    _upload(browser, "image-file", heavy)
-    _wait(browser, lambda d: "exceed the maximum allowed size" in d.find_element(_by().TAG_NAME, "body").text,
-          "the upload size error")  # fmt: skip
+    _upload(browser, "image-file", heavy, listed=False)
+    _wait(
+        browser,
+        lambda d: "exceed the maximum allowed size" in d.find_element(_by().TAG_NAME, "body").text,
+        "the upload size error",
+    )
 
     # the server is still up and answers the next image
     assert ui_server.proc.poll() is None and ui_server.answers()
@@ -393,8 +441,10 @@ def test_many_images_tab_shows_the_sorted_table(ui_server, browser, demo_inspect
         t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Many" in t.text
     ).click()
     folder = tmp_path / "batch"
-    paths = [write_test_image(folder / f"p{k}.png", 20 + k, kind="smooth" if k == 1 else "noise")
-             for k in range(3)]  # fmt: skip
+    paths = [
+        write_test_image(folder / f"p{k}.png", 20 + k, kind="smooth" if k == 1 else "noise")
+        for k in range(3)
+    ]
     (folder / "broken.png").write_text("no")
     paths.append(folder / "broken.png")
     _wait(
@@ -404,8 +454,9 @@ def test_many_images_tab_shows_the_sorted_table(ui_server, browser, demo_inspect
     )
     _upload(browser, "many-files", *paths)
     browser.find_element(By.ID, "run-many").click()
-    status = _wait(browser, lambda d: "images with" in (s := _status(d, "many-status")) and s,
-                   "the table")  # fmt: skip
+    status = _wait(
+        browser, lambda d: "images with" in (s := _status(d, "many-status")) and s, "the table"
+    )
     assert "4 images" in status and "1 unreadable" in status, status
     want = inspect_folder(demo_inspector, folder, tmp_path / "res", progress=False).rows()
 
@@ -418,8 +469,11 @@ def test_many_images_tab_shows_the_sorted_table(ui_server, browser, demo_inspect
     assert shown == [(w["image"], w["status"], w["seg"] or "") for w in want]
     assert "not an image" in cell(3, 7) or "cannot identify" in cell(3, 7)
     n_flagged = sum(1 for w in want if w["anomalous"])
-    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery img")) == n_flagged,
-          "the overlays")  # fmt: skip
+    _wait(
+        browser,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery img")) == n_flagged,
+        "the overlays",
+    )
 
 
 @needs_browser

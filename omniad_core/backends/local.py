@@ -56,8 +56,12 @@ GREEDY: dict[str, Any] = {
     "return_dict_in_generate": False,
 }
 #: Pinned for sampling too: one plain sequence per prompt, no penalty unless asked for.
-_ALWAYS = ("repetition_penalty", "no_repeat_ngram_size", "num_return_sequences",
-           "return_dict_in_generate")  # fmt: skip
+_ALWAYS = (
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "num_return_sequences",
+    "return_dict_in_generate",
+)
 
 
 def default_placement(

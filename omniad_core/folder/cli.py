@@ -41,27 +41,54 @@ def folder_parser(prog: str = "omniad inspect") -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="RESULTS_DIR", help="the results folder")
     p.add_argument("--model", help="checkpoint folder (default: the embedded demo model)")
     p.add_argument(
-        "--reference", action="append", metavar="PATH|per-folder|FOLDER=PATH",
+        "--reference",
+        action="append",
+        metavar="PATH|per-folder|FOLDER=PATH",
         help="normal reference (1-shot): one image for all, 'per-folder' (good.* or "
         "reference.* in each folder), or FOLDER=PATH (repeat it)",
-    )  # fmt: skip
+    )
     p.add_argument("--question", help='default: "Is there any defect in the object?"')
     p.add_argument("--options", nargs="+", help="option texts, lettered A, B, ...")
     p.add_argument(
-        "--overlays", choices=("anomalous", "all", "none"), default="anomalous",
+        "--overlays",
+        choices=("anomalous", "all", "none"),
+        default="anomalous",
         help="which images get an overlay (default: the anomalous ones)",
-    )  # fmt: skip
+    )
     p.add_argument("--masks", action="store_true", help="write every mask as a PNG")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int,
-                   default=8, metavar="N", help="images per model call (default 8)")  # fmt: skip
+    p.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="images per model call (default 8)",
+    )
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
-    p.add_argument("--no-progress", "--no_progress", dest="progress", action="store_false",
-                   help="no progress bar")  # fmt: skip
-    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens",
-                   type=positive_int, default=1024, metavar="N",
-                   help="generation budget per image (default 1024)")  # fmt: skip
-    p.add_argument("--grid", type=grid_arg, default=None, metavar="N|ROWSxCOLS",
-                   help="the grid the model writes (default: the checkpoint's)")  # fmt: skip
+    p.add_argument(
+        "--no-progress",
+        "--no_progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        "--max_new_tokens",
+        dest="max_new_tokens",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="generation budget per image (default 1024)",
+    )
+    p.add_argument(
+        "--grid",
+        type=grid_arg,
+        default=None,
+        metavar="N|ROWSxCOLS",
+        help="the grid the model writes (default: the checkpoint's)",
+    )
     add_endpoint_args(p)
     return p
 
@@ -112,18 +139,30 @@ def folder_main(argv: Sequence[str] | None = None, *, prog: str = "omniad inspec
         reference = _reference_arg(args.reference)
         collect_images(args.inputs, exclude=[args.out])  # inputs checked before loading
         loaded = load_inspector(
-            args.model, endpoint=args.endpoint, served_model=args.served_model,
-            api_key_env=args.api_key_env, spec=args.spec, concurrency=args.concurrency,
-            max_new_tokens=args.max_new_tokens, grid=args.grid,
-        )  # fmt: skip
+            args.model,
+            endpoint=args.endpoint,
+            served_model=args.served_model,
+            api_key_env=args.api_key_env,
+            spec=args.spec,
+            concurrency=args.concurrency,
+            max_new_tokens=args.max_new_tokens,
+            grid=args.grid,
+        )
         for note in loaded.notes:
             print(f"{prog}: {'note' if loaded.is_demo else 'warning'}: {note}", file=sys.stderr)
         result = inspect_folder(
-            loaded.inspector, args.inputs, args.out, reference=reference,
-            question=args.question, options=args.options or None,
-            batch_size=args.batch_size, overlays=args.overlays, save_masks=args.masks,
-            progress=args.progress, overwrite=args.overwrite,
-        )  # fmt: skip
+            loaded.inspector,
+            args.inputs,
+            args.out,
+            reference=reference,
+            question=args.question,
+            options=args.options or None,
+            batch_size=args.batch_size,
+            overlays=args.overlays,
+            save_masks=args.masks,
+            progress=args.progress,
+            overwrite=args.overwrite,
+        )
     except FolderRunError as exc:
         print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

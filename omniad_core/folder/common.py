@@ -38,9 +38,21 @@ _KIND = "omniad-folder-inspection"
 _STATUSES = ("ok", "unreadable", "failed")
 #: Columns of ``summary.csv`` (no timings: a resumed run writes the same table).
 SUMMARY_COLUMNS = (
-    "rank", "image", "status", "anomalous", "answer", "answer_text", "mask_area", "seg",
-    "overlay", "mask", "reference", "width", "height", "error",
-)  # fmt: skip
+    "rank",
+    "image",
+    "status",
+    "anomalous",
+    "answer",
+    "answer_text",
+    "mask_area",
+    "seg",
+    "overlay",
+    "mask",
+    "reference",
+    "width",
+    "height",
+    "error",
+)
 
 #: What the page and the command lines say when the embedded demo model is loaded.
 DEMO_NOTICE = (

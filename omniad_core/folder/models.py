@@ -107,9 +107,14 @@ def load_inspector(
 
 
 def _load_endpoint(
-    model: Any, endpoint: Any, served_model: Any, api_key_env: Any, spec: Any,
-    concurrency: int, kwargs: dict[str, Any],
-) -> LoadedModel:  # fmt: skip
+    model: Any,
+    endpoint: Any,
+    served_model: Any,
+    api_key_env: Any,
+    spec: Any,
+    concurrency: int,
+    kwargs: dict[str, Any],
+) -> LoadedModel:
     from omniad_core.backends import EndpointError
     from omniad_core.inspector import Inspector
 
@@ -124,9 +129,13 @@ def _load_endpoint(
         warnings.simplefilter("always")
         try:
             insp = Inspector.from_endpoint(
-                endpoint, served_model, api_key_env=api_key_env, concurrency=concurrency,
-                spec=spec, **kwargs,
-            )  # fmt: skip
+                endpoint,
+                served_model,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+                spec=spec,
+                **kwargs,
+            )
         except (EndpointError, OSError, ValueError) as exc:
             raise FolderRunError(str(exc)) from None
     notes = [" ".join(str(w.message).split()) for w in caught]

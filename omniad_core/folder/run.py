@@ -141,12 +141,27 @@ def _check_out_dir(out_dir: Path, fingerprint: dict[str, Any], overwrite: bool) 
 # ---------------------------------------------------------------------------- the run
 def _base_line(item: ImageItem, label: str, grid: str, ref: str | None) -> dict[str, Any]:
     return {
-        "id": item.id, "path": str(item.path), "status": "ok", "answer": None,
-        "answer_text": None, "anomalous": None, "seg": None, "grid": grid,
-        "mask_area": None, "reasoning": None, "seconds": 0.0, "model": label,
-        "reference": ref, "width": None, "height": None, "overlay": None, "mask": None,
-        "format_ok": None, "problems": [], "error": None,
-    }  # fmt: skip
+        "id": item.id,
+        "path": str(item.path),
+        "status": "ok",
+        "answer": None,
+        "answer_text": None,
+        "anomalous": None,
+        "seg": None,
+        "grid": grid,
+        "mask_area": None,
+        "reasoning": None,
+        "seconds": 0.0,
+        "model": label,
+        "reference": ref,
+        "width": None,
+        "height": None,
+        "overlay": None,
+        "mask": None,
+        "format_ok": None,
+        "problems": [],
+        "error": None,
+    }
 
 
 def _grid_text(inspector: Any) -> str:
@@ -320,21 +335,49 @@ def inspect_folder(
         log = _Log(out / RESULTS_FILE)
         try:
             return _run(
-                inspector, items, refs, log, out, label, grid, question, options, batch_size,
-                overlays, save_masks, progress, max_pixels, on_line, load_image, ImageError,
+                inspector,
+                items,
+                refs,
+                log,
+                out,
+                label,
+                grid,
+                question,
+                options,
+                batch_size,
+                overlays,
+                save_masks,
+                progress,
+                max_pixels,
+                on_line,
+                load_image,
+                ImageError,
                 q_opts,
-            )  # fmt: skip
+            )
         finally:
             log.close()
 
 
 def _run(
-    inspector: Any, items: list[ImageItem], refs: _References, log: _Log, out: Path,
-    label: str, grid: str, question: Any, options: Any, batch_size: int, overlays: str,
-    save_masks: bool, progress: bool, max_pixels: Any,
-    on_line: Callable[[dict[str, Any]], None] | None, load_image: Any, ImageError: Any,
+    inspector: Any,
+    items: list[ImageItem],
+    refs: _References,
+    log: _Log,
+    out: Path,
+    label: str,
+    grid: str,
+    question: Any,
+    options: Any,
+    batch_size: int,
+    overlays: str,
+    save_masks: bool,
+    progress: bool,
+    max_pixels: Any,
+    on_line: Callable[[dict[str, Any]], None] | None,
+    load_image: Any,
+    ImageError: Any,
     option_texts: dict[str, str] | None,
-) -> FolderResult:  # fmt: skip
+) -> FolderResult:
     retry = [i for i, d in log.lines.items() if d["status"] != "ok"]
     if retry:  # unreadable files may have been fixed, a server may be back
         log.replace_all([d for d in log.lines.values() if d["status"] == "ok"])
@@ -344,8 +387,14 @@ def _run(
     n_new = 0
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), initial=len(items) - len(pending), desc="inspect",
-               unit="img", disable=not progress, file=sys.stderr)  # fmt: skip
+    bar = tqdm(
+        total=len(items),
+        initial=len(items) - len(pending),
+        desc="inspect",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+    )
 
     def emit(line: dict[str, Any]) -> None:
         nonlocal n_new
@@ -389,10 +438,13 @@ def _run(
             if not ready:
                 continue
             results = inspector.analyze_batch(
-                [r[1] for r in ready], [question] * len(ready),
-                [options] * len(ready), [r[2] for r in ready],
-                batch_size=len(ready), progress=False,
-            )  # fmt: skip
+                [r[1] for r in ready],
+                [question] * len(ready),
+                [options] * len(ready),
+                [r[2] for r in ready],
+                batch_size=len(ready),
+                progress=False,
+            )
             for (line, image, _), res in zip(ready, results, strict=True):
                 emit(_finish(line, res, image, out, overlays, save_masks, option_texts))
     except KeyboardInterrupt:
@@ -421,9 +473,14 @@ def _cached_ref(refs: _References, ref_path: str | None, max_pixels: Any, load_i
 
 
 def _finish(
-    line: dict[str, Any], res: Any, image: Any, out: Path, overlays: str, save_masks: bool,
+    line: dict[str, Any],
+    res: Any,
+    image: Any,
+    out: Path,
+    overlays: str,
+    save_masks: bool,
     option_texts: dict[str, str] | None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The JSONL line of one answered (or failed) request; its overlay / mask written first."""
     line["seconds"] = round(float(res.seconds), 4)
     if res.error is not None:

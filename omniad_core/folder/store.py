@@ -236,22 +236,24 @@ def summary_rows(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for k, line in enumerate(sorted(lines, key=_sort_key), start=1):
         area = line.get("mask_area")
-        out.append({
-            "rank": k,
-            "image": line.get("id"),
-            "status": line.get("status"),
-            "anomalous": line.get("anomalous"),
-            "answer": line.get("answer"),
-            "answer_text": line.get("answer_text"),
-            "mask_area": None if area is None else f"{float(area):.6f}",
-            "seg": line.get("seg"),
-            "overlay": line.get("overlay"),
-            "mask": line.get("mask"),
-            "reference": line.get("reference"),
-            "width": line.get("width"),
-            "height": line.get("height"),
-            "error": line.get("error"),
-        })  # fmt: skip
+        out.append(
+            {
+                "rank": k,
+                "image": line.get("id"),
+                "status": line.get("status"),
+                "anomalous": line.get("anomalous"),
+                "answer": line.get("answer"),
+                "answer_text": line.get("answer_text"),
+                "mask_area": None if area is None else f"{float(area):.6f}",
+                "seg": line.get("seg"),
+                "overlay": line.get("overlay"),
+                "mask": line.get("mask"),
+                "reference": line.get("reference"),
+                "width": line.get("width"),
+                "height": line.get("height"),
+                "error": line.get("error"),
+            }
+        )
     return out
 
 

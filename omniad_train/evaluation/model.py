@@ -241,8 +241,9 @@ def _local_settings(model: Any, given: dict[str, Any], prompt: str) -> dict[str,
         **{k: given[k] for k in ("grid", "image_size", "system_prompt") if k in given},
     )
     if prompt == "mmad":
-        resolved = resolve_settings(None, grid=resolved.grid, image_size=resolved.image_size,
-                                    system_prompt=None)  # fmt: skip
+        resolved = resolve_settings(
+            None, grid=resolved.grid, image_size=resolved.image_size, system_prompt=None
+        )
     grid, system = resolved.grid, resolved.system_prompt
     gen: dict[str, Any] = {
         "max_new_tokens": int(given.get("max_new_tokens", DEFAULT_SETTINGS["max_new_tokens"])),

@@ -94,10 +94,12 @@ def zero_config(t: Any, override: int | None) -> dict[str, Any]:
         return str(dev or "none").lower() in ("cpu", "nvme")
 
     out = {
-        "offload_optimizer": offloaded("offload_optimizer", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"),
+        "offload_optimizer": offloaded(
+            "offload_optimizer", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"
+        ),
         "offload_params": offloaded("offload_param", "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE"),
         "deepspeed": ds is not None or env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true",
-    }  # fmt: skip
+    }
     if override is not None:
         return {**out, "stage": int(override), "source": "--zero_stage"}
     if ds is not None:

@@ -44,18 +44,39 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RECIPE",
         help="a recipe YAML, or a shipped recipe's name (`omniad-train recipes`)",
     )
-    p.add_argument("--world_size", type=int, default=None,
-                   help="number of GPUs (processes); default: WORLD_SIZE or 1")  # fmt: skip
+    p.add_argument(
+        "--world_size",
+        type=int,
+        default=None,
+        help="number of GPUs (processes); default: WORLD_SIZE or 1",
+    )
     p.add_argument("--dataset", default=None, help="prepared dataset folder (dataset_path)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--trainer", choices=("sft", "grpo"), default=None,
-                   help="default: grpo when the recipe sets a GRPO-only key")  # fmt: skip
-    p.add_argument("--zero_stage", type=int, choices=(0, 1, 2, 3), default=None,
-                   help="ZeRO stage for the memory estimate (e.g. 3 with accelerate/zero3.yaml)")  # fmt: skip
-    p.add_argument("--reasoning_tokens", type=int, default=None,
-                   help="GRPO: tokens allowed for <think> on top of the ground truth (256)")  # fmt: skip
-    p.add_argument("--gpu_gib", type=float, default=None,
-                   help="memory per GPU in GiB, to warn when the estimate does not fit")  # fmt: skip
+    p.add_argument(
+        "--trainer",
+        choices=("sft", "grpo"),
+        default=None,
+        help="default: grpo when the recipe sets a GRPO-only key",
+    )
+    p.add_argument(
+        "--zero_stage",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=None,
+        help="ZeRO stage for the memory estimate (e.g. 3 with accelerate/zero3.yaml)",
+    )
+    p.add_argument(
+        "--reasoning_tokens",
+        type=int,
+        default=None,
+        help="GRPO: tokens allowed for <think> on top of the ground truth (256)",
+    )
+    p.add_argument(
+        "--gpu_gib",
+        type=float,
+        default=None,
+        help="memory per GPU in GiB, to warn when the estimate does not fit",
+    )
     return p
 
 
@@ -102,10 +123,15 @@ def plan_recipe(argv: Sequence[str]) -> dict[str, Any]:
         from trl import GRPOConfig as cls
     s, t, m = parse_recipe(cls, ["--config", opts.config, *rest, *extra], world_size=world)
     plan = build_plan(
-        s, t, m, kind=kind, world_size=world, zero_stage=opts.zero_stage,
+        s,
+        t,
+        m,
+        kind=kind,
+        world_size=world,
+        zero_stage=opts.zero_stage,
         reasoning_tokens=opts.reasoning_tokens or DEFAULT_REASONING_TOKENS,
         gpu_gib=opts.gpu_gib,
-    )  # fmt: skip
+    )
     plan["recipe"] = opts.config
     return plan
 

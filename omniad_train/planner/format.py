@@ -29,60 +29,90 @@ def _rows(plan: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
     unit = "completions" if grpo else "samples"
     batch = [
         (f"global batch ({unit} / step)", plan.get("global_batch_size")),
-        ("per device x accumulation",
-         f"{plan.get('per_device_train_batch_size')} x {plan.get('gradient_accumulation_steps')}"
-         if plan.get("per_device_train_batch_size") else None),
+        (
+            "per device x accumulation",
+            f"{plan.get('per_device_train_batch_size')} x {plan.get('gradient_accumulation_steps')}"
+            if plan.get("per_device_train_batch_size")
+            else None,
+        ),
         ("derived from global_batch_size", plan.get("derived_from_global_batch_size")),
-    ]  # fmt: skip
+    ]
     if grpo:
         batch += [
-            ("prompts x generations / step",
-             f"{plan.get('prompts_per_step')} x {plan.get('num_generations')}"
-             if plan.get("prompts_per_step") else None),
-            ("generation batch (steps)",
-             f"{plan.get('generation_batch_size')} completions, "
-             f"{plan.get('steps_per_generation')} micro-step(s)"
-             if plan.get("generation_batch_size") else None),
-        ]  # fmt: skip
+            (
+                "prompts x generations / step",
+                f"{plan.get('prompts_per_step')} x {plan.get('num_generations')}"
+                if plan.get("prompts_per_step")
+                else None,
+            ),
+            (
+                "generation batch (steps)",
+                f"{plan.get('generation_batch_size')} completions, "
+                f"{plan.get('steps_per_generation')} micro-step(s)"
+                if plan.get("generation_batch_size")
+                else None,
+            ),
+        ]
     batch += [
         ("train rows", plan.get("train_rows")),
         ("optimizer steps / epoch", plan.get("optimizer_steps_per_epoch")),
     ]
     img = plan.get("image_tokens") or {}
     images = [
-        ("image tokens 0-shot / 1-shot",
-         f"{img['zero_shot']} / {img['one_shot']} at {img['image_size']} px (pinned max_pixels "
-         f"{img['pinned_max_pixels']})" if img else None),
-        ("saved budget (max_pixels)",
-         f"{img.get('saved_max_pixels')} = up to {img.get('saved_max_tokens_per_image')} tokens "
-         "per image" if img else None),
-    ]  # fmt: skip
+        (
+            "image tokens 0-shot / 1-shot",
+            f"{img['zero_shot']} / {img['one_shot']} at {img['image_size']} px (pinned max_pixels "
+            f"{img['pinned_max_pixels']})"
+            if img
+            else None,
+        ),
+        (
+            "saved budget (max_pixels)",
+            f"{img.get('saved_max_pixels')} = up to {img.get('saved_max_tokens_per_image')} tokens "
+            "per image"
+            if img
+            else None,
+        ),
+    ]
     limit = "max_completion_length" if grpo else "max_length"
     cut = plan.get("truncated_fraction")
     lengths = [
-        ("target tokens" + (f" (+{plan['reasoning_allowance']} reasoning)" if grpo else ""),
-         _stats(plan.get("completion_tokens"))),
+        (
+            "target tokens" + (f" (+{plan['reasoning_allowance']} reasoning)" if grpo else ""),
+            _stats(plan.get("completion_tokens")),
+        ),
         ("prompt tokens", _stats(plan.get("prompt_tokens"))),
         ("prompt + target tokens", _stats(plan.get("sequence_tokens"))),
         (f"{limit}", plan.get("max_length_limit")),
         ("truncated fraction", f"{cut:.2%}" if cut is not None else None),
-    ]  # fmt: skip
+    ]
     mem = plan.get("memory_gib") or {}
     memory = [
         ("ZeRO stage", f"{mem['zero_stage']} ({mem['zero_source']})" if mem else None),
-        ("parameters (trainable)",
-         f"{mem['params_total'] / 1e9:.3f} B ({mem['params_trainable'] / 1e9:.3f} B)"
-         if mem else None),
+        (
+            "parameters (trainable)",
+            f"{mem['params_total'] / 1e9:.3f} B ({mem['params_trainable'] / 1e9:.3f} B)"
+            if mem
+            else None,
+        ),
         ("model states / device", f"{mem['model_states']} GiB" if mem else None),
-        ("activations / device",
-         f"{mem['activations']} GiB ({mem['sequence_tokens']} tokens)" if mem else None),
-        ("reference model / device",
-         f"{mem['reference_model']} GiB" if mem.get("reference_model") else None),
+        (
+            "activations / device",
+            f"{mem['activations']} GiB ({mem['sequence_tokens']} tokens)" if mem else None,
+        ),
+        (
+            "reference model / device",
+            f"{mem['reference_model']} GiB" if mem.get("reference_model") else None,
+        ),
         ("total / device", f"{mem['total']} GiB" if mem else None),
         ("attention", plan.get("attn_implementation")),
-    ]  # fmt: skip
-    return [("batch", batch), ("image tokens", images), ("lengths", lengths),
-            ("memory (estimate)", memory)]  # fmt: skip
+    ]
+    return [
+        ("batch", batch),
+        ("image tokens", images),
+        ("lengths", lengths),
+        ("memory (estimate)", memory),
+    ]
 
 
 def format_plan(plan: dict[str, Any]) -> str:

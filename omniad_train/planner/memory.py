@@ -129,19 +129,25 @@ def model_states_bytes(
                 from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
 
                 _, gpu, _ = estimate_zero3_model_states_mem_needs(
-                    total_params=total, largest_layer_params=largest_layer,
-                    num_gpus_per_node=n, num_nodes=1, cpu_offload=offload_optimizer,
-                    cpu_offload_params=offload_params, zero_init=True,
-                )  # fmt: skip
+                    total_params=total,
+                    largest_layer_params=largest_layer,
+                    num_gpus_per_node=n,
+                    num_nodes=1,
+                    cpu_offload=offload_optimizer,
+                    cpu_offload_params=offload_params,
+                    zero_init=True,
+                )
             else:
                 from deepspeed.runtime.zero.stage_1_and_2 import (
                     estimate_zero2_model_states_mem_needs,
                 )
 
                 _, gpu = estimate_zero2_model_states_mem_needs(
-                    total_params=total, num_gpus_per_node=n, num_nodes=1,
+                    total_params=total,
+                    num_gpus_per_node=n,
+                    num_nodes=1,
                     cpu_offload=offload_optimizer,
-                )  # fmt: skip
+                )
             return int(gpu)
         except ImportError:  # the same formulas, for a machine without deepspeed
             if stage == 3:

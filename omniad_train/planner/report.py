@@ -148,12 +148,23 @@ def _images(
 
 
 def _lengths(
-    ck: dict[str, Any] | None, s: Any, t: Any, kind: str, images: dict[str, Any] | None,
-    shots: int, f: Findings, reasoning: int,
-) -> dict[str, Any]:  # fmt: skip
+    ck: dict[str, Any] | None,
+    s: Any,
+    t: Any,
+    kind: str,
+    images: dict[str, Any] | None,
+    shots: int,
+    f: Findings,
+    reasoning: int,
+) -> dict[str, Any]:
     limit = t.max_length if kind == "sft" else t.max_completion_length
-    out: dict[str, Any] = {"limit": limit, "completion_tokens": None, "prompt_tokens": None,
-                           "truncated_fraction": None, "rows": None}  # fmt: skip
+    out: dict[str, Any] = {
+        "limit": limit,
+        "completion_tokens": None,
+        "prompt_tokens": None,
+        "truncated_fraction": None,
+        "rows": None,
+    }
     folder = Path(s.dataset_path) / kind if s.dataset_path else None
     if folder is None or not folder.is_dir():
         f.warn(
@@ -205,10 +216,19 @@ def _lengths(
 
 
 def _memory(
-    ck: dict[str, Any] | None, s: Any, t: Any, m: Any, kind: str, batch: BatchPlan | None,
-    lengths: dict[str, Any], images: dict[str, Any] | None, shots: int, zero: dict[str, Any],
-    f: Findings, gpu_gib: float | None,
-) -> dict[str, Any] | None:  # fmt: skip
+    ck: dict[str, Any] | None,
+    s: Any,
+    t: Any,
+    m: Any,
+    kind: str,
+    batch: BatchPlan | None,
+    lengths: dict[str, Any],
+    images: dict[str, Any] | None,
+    shots: int,
+    zero: dict[str, Any],
+    f: Findings,
+    gpu_gib: float | None,
+) -> dict[str, Any] | None:
     if not ck or "params" not in ck or batch is None:
         return None
     p, cfg = ck["params"], ck["config"]
@@ -221,10 +241,14 @@ def _memory(
         per_layer = r * (2 * (h + heads * d) + 2 * (h + kv * d) + 3 * (h + inter))
         trainable = per_layer * int(cfg["num_hidden_layers"])
     states = memory.model_states_bytes(
-        p["total"], p["largest_layer"], stage=zero["stage"], world_size=batch.world_size,
-        offload_optimizer=zero["offload_optimizer"], offload_params=zero["offload_params"],
+        p["total"],
+        p["largest_layer"],
+        stage=zero["stage"],
+        world_size=batch.world_size,
+        offload_optimizer=zero["offload_optimizer"],
+        offload_params=zero["offload_params"],
         trainable=trainable,
-    )  # fmt: skip
+    )
     per_image = images["per_image"] if images else 0
     prompt = (lengths.get("prompt_tokens") or {}).get("max") or (
         per_image * (shots + 1) + PROMPT_TEXT_ALLOWANCE
@@ -236,24 +260,33 @@ def _memory(
     else:
         seq, logits = prompt + (t.max_completion_length or 0), t.max_completion_length or 0
     acts = memory.activation_bytes(
-        seq=seq, batch=batch.per_device, hidden=int(cfg["hidden_size"]),
-        layers=int(cfg["num_hidden_layers"]), vocab=int(cfg["vocab_size"]),
-        logit_positions=logits, checkpointing=bool(t.gradient_checkpointing),
-    )  # fmt: skip
+        seq=seq,
+        batch=batch.per_device,
+        hidden=int(cfg["hidden_size"]),
+        layers=int(cfg["num_hidden_layers"]),
+        vocab=int(cfg["vocab_size"]),
+        logit_positions=logits,
+        checkpointing=bool(t.gradient_checkpointing),
+    )
     ref = 0
     if kind == "grpo" and float(getattr(t, "beta", 0.0) or 0.0) > 0 and trainable is None:
         ref = 2 * p["total"] // (batch.world_size if zero["stage"] == 3 else 1)
     total = states + acts + ref
     g = memory.GIB
     out = {
-        "zero_stage": zero["stage"], "zero_source": zero["source"],
-        "offload_optimizer": zero["offload_optimizer"], "offload_params": zero["offload_params"],
-        "params_total": p["total"], "params_vision": p["vision"],
+        "zero_stage": zero["stage"],
+        "zero_source": zero["source"],
+        "offload_optimizer": zero["offload_optimizer"],
+        "offload_params": zero["offload_params"],
+        "params_total": p["total"],
+        "params_vision": p["vision"],
         "params_trainable": trainable if trainable is not None else p["total"],
-        "sequence_tokens": seq, "model_states": round(states / g, 3),
-        "activations": round(acts / g, 3), "reference_model": round(ref / g, 3),
+        "sequence_tokens": seq,
+        "model_states": round(states / g, 3),
+        "activations": round(acts / g, 3),
+        "reference_model": round(ref / g, 3),
         "total": round(total / g, 3),
-    }  # fmt: skip
+    }
     if kind == "grpo" and getattr(t, "use_vllm", False) and t.vllm_mode == "colocate":
         out["vllm_reserved_fraction"] = float(t.vllm_gpu_memory_utilization)
     if gpu_gib is not None:
@@ -287,8 +320,11 @@ def build_plan(
     not a local folder is a note, not an error (the trainer may fetch it).
     """
     f = Findings()
-    out: dict[str, Any] = {"trainer": kind, "model": str(m.model_name_or_path),
-                           "world_size": world_size}  # fmt: skip
+    out: dict[str, Any] = {
+        "trainer": kind,
+        "model": str(m.model_name_or_path),
+        "world_size": world_size,
+    }
     batch = _batch(s, t, kind, world_size, f)
     out.update(
         global_batch_size=batch.global_batch if batch else None,
