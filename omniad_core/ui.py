@@ -526,22 +526,14 @@ def ui_main(argv: Sequence[str] | None = None, *, prog: str = "omniad ui") -> in
 
 
 def _serve(args: argparse.Namespace, work: Path, prog: str, fail: Any) -> int:
-    from omniad_core.folder import FolderRunError, load_inspector
+    from omniad_core.folder import FolderRunError, load_from_args
 
     try:
         _gradio()  # before any weights load
     except MissingUIError as exc:
         return fail(str(exc))
     try:
-        loaded = load_inspector(
-            args.model,
-            endpoint=args.endpoint,
-            served_model=args.served_model,
-            api_key_env=args.api_key_env,
-            spec=args.spec,
-            concurrency=args.concurrency,
-            max_new_tokens=args.max_new_tokens,
-        )
+        loaded = load_from_args(args)
     except FolderRunError as exc:
         return fail(str(exc))
     for note in loaded.notes:

@@ -231,3 +231,11 @@ def broken_image_folder(tmp_path):
     (root / "notes.png").write_text("not an image\n")
     write_test_image(root / "x.png" / "inside.png", 99)
     return root, sorted(good), ["notes.png", "trunc.png", "x.png"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny offline Qwen2.5-VL saved to a folder: the model of the training tests."""
+    from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("model") / "tiny", TinyConfig.test())

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from test_train import CPU, _mvtec_tree
+from test_train import _args, _mvtec_tree
 from trl import GRPOConfig, SFTConfig
 
 import textmask
@@ -33,7 +33,6 @@ from omniad_train import cli, grpo, sft
 from omniad_train.config import RecipeError, parse_recipe, read_recipe
 from omniad_train.data.prepare import prepare
 from omniad_train.modeling import checkpoint_problems, last_checkpoint
-from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "You inspect parts. Reply as <seg>cells</seg><think>why</think><answer>letter</answer>."
@@ -53,26 +52,6 @@ def data(tmp_path_factory) -> Path:
         verbose=False,
     )
     return out
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("model") / "tiny", TinyConfig.test())
-
-
-def _args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model_name_or_path",
-        str(model),
-        "--dataset_path",
-        str(data),
-        "--image_size",
-        "56",
-        "--output_dir",
-        str(out),
-        *CPU,
-        *extra,
-    ]
 
 
 def _sft(data: Path, model: Path, out: Path, *extra: str) -> list[str]:

@@ -29,7 +29,6 @@ from omniad_train import grpo, sft  # noqa: E402
 from omniad_train.config import RecipeError, parse_recipe  # noqa: E402
 from omniad_train.data.prepare import prepare  # noqa: E402
 from omniad_train.modeling import freeze_vision_tower  # noqa: E402
-from omniad_train.tiny import TinyConfig, build_tiny_qwen2_5_vl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "omniad_train" / "recipes"
@@ -79,11 +78,6 @@ def data(tmp_path_factory) -> Path:
     out = base / "prepared"
     prepare(out, mvtec_root=_mvtec_tree(base / "mvtec"), image_size=56, grid=24, seed=0)
     return out
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("model") / "tiny", TinyConfig.test())
 
 
 def _args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:

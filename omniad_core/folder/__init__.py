@@ -37,7 +37,7 @@ from omniad_core.folder.common import (
     FolderRunError,
 )
 from omniad_core.folder.listing import ImageItem, collect_images
-from omniad_core.folder.models import LoadedModel, demo_notice, load_inspector
+from omniad_core.folder.models import LoadedModel, demo_notice, load_from_args, load_inspector
 from omniad_core.folder.run import inspect_folder, model_label
 from omniad_core.folder.store import FolderResult, summary_rows
 
@@ -59,6 +59,7 @@ __all__ = [
     "folder_parser",
     "inspect_folder",
     "is_folder_request",
+    "load_from_args",
     "load_inspector",
     "model_label",
     "summary_rows",

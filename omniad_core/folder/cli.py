@@ -19,7 +19,7 @@ from omniad_core.folder.listing import (
     collect_images,
 )
 from omniad_core.folder.models import (
-    load_inspector,
+    load_from_args,
 )
 from omniad_core.folder.run import (
     inspect_folder,
@@ -138,16 +138,7 @@ def folder_main(argv: Sequence[str] | None = None, *, prog: str = "omniad inspec
             raise FolderRunError("--options needs --question")
         reference = _reference_arg(args.reference)
         collect_images(args.inputs, exclude=[args.out])  # inputs checked before loading
-        loaded = load_inspector(
-            args.model,
-            endpoint=args.endpoint,
-            served_model=args.served_model,
-            api_key_env=args.api_key_env,
-            spec=args.spec,
-            concurrency=args.concurrency,
-            max_new_tokens=args.max_new_tokens,
-            grid=args.grid,
-        )
+        loaded = load_from_args(args)
         for note in loaded.notes:
             print(f"{prog}: {'note' if loaded.is_demo else 'warning'}: {note}", file=sys.stderr)
         result = inspect_folder(

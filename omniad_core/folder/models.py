@@ -18,7 +18,7 @@ from omniad_core.folder.run import (
     model_label,
 )
 
-__all__ = ["LoadedModel", "demo_notice", "load_inspector"]
+__all__ = ["LoadedModel", "demo_notice", "load_from_args", "load_inspector"]
 
 
 # ----------------------------------------------------------------------- the models
@@ -43,6 +43,22 @@ def demo_notice() -> str:
         plan = json.loads((Path(path) / "demo_plan.json").read_text(encoding="utf-8"))  # type: ignore[arg-type]
         cats = ", ".join(str(c) for c in plan["categories"]) or cats
     return DEMO_NOTICE.format(categories=cats)
+
+
+def load_from_args(args: Any) -> LoadedModel:
+    """:func:`load_inspector` for parsed command-line arguments: ``--model`` or the
+    served-model options of :func:`omniad_core._cli_args.add_endpoint_args`,
+    ``--max-new-tokens`` and, when the command has it, ``--grid``."""
+    return load_inspector(
+        args.model,
+        endpoint=args.endpoint,
+        served_model=args.served_model,
+        api_key_env=args.api_key_env,
+        spec=args.spec,
+        concurrency=args.concurrency,
+        max_new_tokens=args.max_new_tokens,
+        grid=getattr(args, "grid", None),
+    )
 
 
 def load_inspector(
