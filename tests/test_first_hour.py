@@ -437,4 +437,38 @@ def test_omniad_inspect_prints_none_of_the_known_library_noise(tmp_path):
     noisy = [n.pattern for n in KNOWN_NOISE if "PaddleOCRVLProcessor" in n.pattern]
     assert noisy, "the PaddleOCRVLProcessor deprecation line is on the noise list"
     assert "PaddleOCRVLProcessor" not in run.stderr + run.stdout
+    assert "Loading weights" not in run.stderr  # a 7 MB checkpoint: no bar flashing by
     assert "embedded demo model" in run.stderr  # our own notice still shows
+
+
+def test_small_local_checkpoints_load_without_a_bar_large_ones_keep_it(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers.utils import logging as hf_logging
+
+    from omniad_core.backends.local import QUIET_LOAD_BYTES, weights_bar_for
+
+    small, large = tmp_path / "small", tmp_path / "large"
+    for folder, size in ((small, 7 * 2**20), (large, QUIET_LOAD_BYTES)):
+        folder.mkdir()
+        with open(folder / "model-00001-of-00002.safetensors", "wb") as f:
+            f.truncate(size // 2)  # sparse: the size counts, not the bytes on disk
+        with open(folder / "model-00002-of-00002.safetensors", "wb") as f:
+            f.truncate(size - size // 2)
+    assert hf_logging.is_progress_bar_enabled()
+    with weights_bar_for(small):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    with weights_bar_for(large):  # exactly the limit: a load that takes long enough
+        assert hf_logging.is_progress_bar_enabled()
+    with weights_bar_for(tmp_path / "org/hub-id"):  # not a folder: a download keeps its bars
+        assert hf_logging.is_progress_bar_enabled()
+    with pytest.raises(OSError), weights_bar_for(small):
+        raise OSError("a load that fails")
+    assert hf_logging.is_progress_bar_enabled()  # restored after a failure too
+    hf_logging.disable_progress_bar()
+    try:  # a user who turned bars off keeps them off
+        with weights_bar_for(small):
+            pass
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

@@ -25,6 +25,7 @@ from omniad_core.checkpoint import (
 
 __all__ = [
     "GREEDY",
+    "QUIET_LOAD_BYTES",
     "TransformersBackend",
     "VLLMBackend",
     "collector_paused",
@@ -33,6 +34,7 @@ __all__ = [
     "load_pretrained",
     "load_processor",
     "pin_image_budget",
+    "weights_bar_for",
 ]
 
 
@@ -195,6 +197,36 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: A local checkpoint whose weight files are smaller than this loads in well under a
+#: second: transformers' "Loading weights" bar would only flash by (the embedded demo
+#: model: 7 MB); larger ones, and every hub download, keep their bars.
+QUIET_LOAD_BYTES = 256 * 2**20
+
+
+@contextmanager
+def weights_bar_for(path: Path) -> Iterator[None]:
+    """Pause transformers' progress bars while a small local checkpoint loads.
+
+    Below :data:`QUIET_LOAD_BYTES` of ``*.safetensors`` the bar says nothing; the
+    setting is restored afterwards, so later downloads and loads show theirs.
+    """
+    from transformers.utils import logging as hf_logging
+
+    small = (
+        path.is_dir()
+        and sum(f.stat().st_size for f in path.glob("*.safetensors") if f.is_file())
+        < QUIET_LOAD_BYTES
+    )
+    if not (small and hf_logging.is_progress_bar_enabled()):
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_pretrained(
     path_or_id: str | os.PathLike[str], trust_remote_code: bool, device: Any, dtype: Any
 ) -> tuple[Any, Any]:
@@ -230,13 +262,14 @@ def load_pretrained(
             ".save_pretrained(...)"
         ) from None
     check_processor(processor, source)
-    model = AutoModelForImageTextToText.from_pretrained(
-        source,
-        use_safetensors=True,
-        trust_remote_code=trust_remote_code,
-        dtype=torch_dtype,
-        device_map=device,
-    )
+    with weights_bar_for(path):
+        model = AutoModelForImageTextToText.from_pretrained(
+            source,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            dtype=torch_dtype,
+            device_map=device,
+        )
     model.eval()
     return model, processor
 
