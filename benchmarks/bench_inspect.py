@@ -8,11 +8,16 @@ One run measures, in fresh processes and in one process:
 2. ``omniad inspect IMG`` end to end with the embedded demo model: ``--threads 1``,
    ``--threads 0`` (torch's own setting, the behaviour before the thread policy) and the
    default (the policy);
-3. one answer in process (``Inspector.analyze`` after a warm-up) for models of several
+3. the floor: the same work without omniad, in fresh processes (importing torch and
+   transformers' Qwen2.5-VL classes; then also loading the embedded checkpoint and
+   answering one image with transformers alone, one thread, gc paused as omniad does),
+   and the codec's own start-up (``import textmask`` and a first ``encode``), with
+   ``omniad inspect``'s time as a ratio of each: what omniad adds on top;
+4. one answer in process (``Inspector.analyze`` after a warm-up) for models of several
    sizes at 1 .. N threads: the measurement behind
    :data:`omniad_core.backends.threads.SMALL_MODEL_PARAMS`.
 
-``--busy`` keeps one extra process spinning on a core during sections 2 and 3: a shared
+``--busy`` keeps one extra process spinning on a core during sections 2 to 4: a shared
 machine, where the issue's 10-27 s came from.  Times are medians of ``--repeats`` runs
 (minimum in brackets), with CPU time (user + system) for the fresh processes, which a
 busy machine inflates less than wall time.  Prints Markdown tables; ``docs/speed.md``
@@ -20,6 +25,10 @@ holds a run with its command line.
 
     python benchmarks/bench_inspect.py                     # ~3 minutes on 2 cores
     python benchmarks/bench_inspect.py --busy --sizes test,demo
+    /path/to/user-venv/bin/python benchmarks/bench_inspect.py --sizes demo   # a [model] install
+
+Run it with the Python of the install to measure: a ``.[model]`` install has no scipy,
+which transformers imports (0.2 s) whenever it is installed, as the ``dev`` extra does.
 """
 
 from __future__ import annotations
@@ -69,6 +78,37 @@ _IMPORTS = (
     "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
     "AutoProcessor.register  # the auto modules are lazy: touch them\n"
 )
+
+
+#: The floor: what transformers alone needs to answer one image with the embedded model
+#: (argv[1]: checkpoint, argv[2]: image, argv[3]: "load" to load and answer too).
+_BARE = """
+import gc, sys
+gc.disable()
+import torch
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+from transformers import AutoProcessor
+if sys.argv[3] == "load":
+    from PIL import Image
+    torch.set_num_threads(1)
+    processor = AutoProcessor.from_pretrained(sys.argv[1])
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(sys.argv[1], dtype=torch.float32)
+    image = Image.open(sys.argv[2]).convert("RGB").resize((224, 224))
+    turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Defect?"}]}]
+    text = processor.apply_chat_template(turn, add_generation_prompt=True)
+    batch = processor(text=[text], images=[image], return_tensors="pt")
+    with torch.inference_mode():
+        model.generate(**batch, max_new_tokens=200, do_sample=False)
+gc.freeze()
+"""
+
+_CODEC = """
+import numpy as np
+import textmask
+mask = np.zeros((224, 224), bool)
+mask[40:90, 100:150] = True
+textmask.decode(textmask.encode(mask, 8), 8, shape=(224, 224))
+"""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -163,6 +203,46 @@ def inspect_end_to_end(repeats: int, image: Path) -> str:
     )
 
 
+def floor(repeats: int, image: Path) -> str:
+    """Section 3: the same work without omniad, and what omniad's time is on top of it."""
+    from omniad_core import demo_model_path
+
+    ckpt = str(demo_model_path())
+    cases = [
+        ("`omniad inspect` (default)", [*_omniad(), "inspect", str(image)]),
+        (
+            "transformers alone: import, load, answer",
+            [sys.executable, "-c", _BARE, ckpt, str(image), "load"],
+        ),
+        (
+            "transformers alone: import torch, the Qwen2.5-VL model class, AutoProcessor",
+            [sys.executable, "-c", _BARE, ckpt, str(image), "import"],
+        ),
+        ("the codec: `import textmask`, first encode + decode", [sys.executable, "-c", _CODEC]),
+        ("`python -c pass`", [sys.executable, "-c", "pass"]),
+    ]
+    for _, argv in cases:
+        _run(argv, _env())  # warm the page cache and the kernel cache
+    runs: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
+    for _ in range(repeats):  # interleaved
+        for label, argv in cases:
+            runs[label].append(_run(argv, _env()))
+    ours = _stats(runs[cases[0][0]])[0]
+    rows = []
+    for label, _ in cases:
+        med, low, cpu = _stats(runs[label])
+        ratio = f"{ours / med:.2f}x" if label != cases[0][0] else ""
+        rows.append([label, f"{med:.2f} ({low:.2f})", f"{cpu:.2f}", ratio])
+    return _table(
+        "The floor: the same answer without omniad (fresh processes)",
+        ["process", f"wall s, median of {repeats} (min)", "CPU s", "`omniad inspect` / this"],
+        rows,
+        note="transformers alone: the embedded checkpoint, float32, one thread, garbage "
+        "collector paused, 224 px, greedy, at most 200 new tokens: what `omniad inspect` does, "
+        "without the prompt, the codec and the report.",
+    )
+
+
 def _checkpoint(name: str, folder: Path) -> Path:
     from omniad_core import demo_model_path
 
@@ -177,7 +257,7 @@ def _checkpoint(name: str, folder: Path) -> Path:
 
 
 def in_process(names: list[str], repeats: int) -> str:
-    """Section 3: one answer per thread count, per model size."""
+    """Section 4: one answer per thread count, per model size."""
     import numpy as np
     import torch
 
@@ -232,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="test,demo,31M,167M",
         help=f"in-process model sizes, comma-separated from {', '.join(SIZES)}",
     )
-    p.add_argument("--busy", action="store_true", help="keep one core busy during 2 and 3")
+    p.add_argument("--busy", action="store_true", help="keep one core busy during 2 to 4")
     p.add_argument("--skip-startup", "--skip_startup", action="store_true", help="no section 1")
     args = p.parse_args(argv)
     names = [s for s in args.sizes.split(",") if s]
@@ -261,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             print("(one core kept busy by a spinning process from here on)\n")
         print(inspect_end_to_end(args.repeats, image))
+        print(floor(args.repeats, image))
         print(in_process(names, args.repeats))
     finally:
         if burner is not None:
