@@ -357,7 +357,7 @@ class Inspector:
 
         ``device`` and ``dtype`` default to :func:`default_placement`: ``cuda:$LOCAL_RANK``
         in bfloat16 when CUDA is available, else the CPU in float32.  Weights load straight
-        onto the device (``device_map``), never into host memory first.  The processor is
+        onto a GPU (``device_map``, which needs accelerate), never into host memory first.  The processor is
         :func:`load_processor`'s: left padding, and a :class:`MissingPackageError` naming
         the install when it needs torchvision.
         """

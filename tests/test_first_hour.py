@@ -472,3 +472,41 @@ def test_small_local_checkpoints_load_without_a_bar_large_ones_keep_it(tmp_path)
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
+
+
+# --------------------------------------------- the `model` extra's minimum: no accelerate
+_NO_ACCELERATE = (
+    "import sys\n"
+    "sys.modules['accelerate'] = None  # an install without it: find_spec says None\n"
+    "from omniad_core.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_inspect_runs_on_the_cpu_without_accelerate(tmp_path):
+    """``device_map`` needs accelerate; on the CPU, where weights load anyway, none is passed."""
+    image = _photo(tmp_path / "part.png")
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_ACCELERATE, "inspect", str(image), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["answer"] in {"A", "B"}
+
+
+def test_a_gpu_load_without_accelerate_names_the_install(release_ckpt):
+    code = (
+        "import sys\n"
+        "sys.modules['accelerate'] = None\n"
+        "from omniad_core.backends.local import load_pretrained\n"
+        "load_pretrained(sys.argv[1], False, 'cuda:0', 'bfloat16')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(release_ckpt)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("omniad_core.checkpoint.MissingPackageError: loading "), last
+    assert "onto cuda:0 needs accelerate" in last and "pip install accelerate" in last

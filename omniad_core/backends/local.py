@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -262,13 +263,22 @@ def load_pretrained(
             ".save_pretrained(...)"
         ) from None
     check_processor(processor, source)
+    # the CPU is where weights load anyway: no device_map, which needs accelerate (not in
+    # the `model` extra's minimum); any other device gets its weights loaded straight onto it
+    on_cpu = device == "cpu"
+    if not on_cpu and importlib.util.find_spec("accelerate") is None:
+        raise MissingPackageError(
+            f"loading {source} onto {device} needs accelerate (transformers places the weights "
+            "with it), which is not installed; install it: pip install accelerate, or "
+            "pass device='cpu'"
+        )
     with weights_bar_for(path):
         model = AutoModelForImageTextToText.from_pretrained(
             source,
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             dtype=torch_dtype,
-            device_map=device,
+            device_map=None if on_cpu else device,
         )
     model.eval()
     return model, processor
