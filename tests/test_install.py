@@ -1,0 +1,110 @@
+"""The ``model`` extra on its own: a fresh virtual environment, a wheel built from a copy of
+the repository, ``pip install "omniad[model]"`` and nothing else, then ``omniad inspect``.
+
+The suite's own environment has every extra (``.[all,dev]``), so a package that only
+another extra brings (accelerate came with ``train``) hides a broken ``model`` install,
+and an editable install hides package data missing from the wheel (the embedded demo
+model, recipes).  This installs what a user of the Inspector installs, from the same
+package index as ``.ci/run``; torch first, the CPU build, as the README says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _tracked_copy(dest: Path) -> Path:
+    """The repository's tracked and new (not ignored) files, as a clean clone holds them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for rel in filter(None, listed):
+        src = ROOT / os.fsdecode(rel)
+        if src.is_file():
+            target = dest / os.fsdecode(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def model_only(tmp_path_factory) -> Path:
+    """``bin/`` of a virtual environment holding ``omniad[model]`` and its dependencies only."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to copy the repository's files")
+    base = tmp_path_factory.mktemp("install")
+    source = _tracked_copy(base / "src")
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PIP_PROGRESS_BAR"] = "off"
+    for args in (["torch==2.13.0"], [f"{source}[model]"]):
+        done = subprocess.run(
+            [str(bin_dir / "python"), "-m", "pip", "install", "-q", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert done.returncode == 0, f"pip install {' '.join(args)}:\n{done.stderr[-3000:]}"
+    return bin_dir
+
+
+def _run(bin_dir: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(bin_dir / argv[0]), *argv[1:]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_model_extra_alone_inspects_an_image_with_the_embedded_model(model_only, tmp_path):
+    image = tmp_path / "part.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    run = _run(model_only, "omniad", "inspect", str(image), "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["answer"] in {"A", "B"}
+    assert out["image_size_hw"] == [300, 400]
+    assert "embedded demo model" in run.stderr
+    # installed from the wheel, not from the source tree
+    where = _run(
+        model_only, "python", "-c", "import omniad_core; print(omniad_core.__file__)", cwd=tmp_path
+    )
+    assert where.returncode == 0, where.stderr
+    assert str(ROOT) not in where.stdout and "site-packages" in where.stdout
+
+
+def test_the_model_extra_has_no_training_packages(model_only, tmp_path):
+    """What ``model`` brings is what the Inspector needs: no TRL, no datasets, no peft."""
+    code = (
+        "import importlib.util as u\n"
+        "print([m for m in ('trl', 'datasets', 'peft', 'deepspeed', 'gradio') if u.find_spec(m)])"
+    )
+    run = _run(model_only, "python", "-c", code, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+    train = _run(model_only, "omniad-train", "--help", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr  # the entry point is installed and says how
