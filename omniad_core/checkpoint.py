@@ -29,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import textmask
+from omniad_core.packages import (
+    MODEL_INSTALL,
+    MissingPackageError,
+    require_model_packages,
+    torchvision_hint,
+)
 from omniad_core.prompts import SYSTEM_PROMPT
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "FROM_CHECKPOINT",
     "IMAGE_SIZE_RANGE",
+    "MODEL_INSTALL",
     "SPEC_FILE",
     "SPEC_KEYS",
     "CheckpointError",
@@ -48,6 +55,7 @@ __all__ = [
     "demo_model_path",
     "image_pixel_budget",
     "load_spec",
+    "require_model_packages",
     "resolve_settings",
     "save_spec",
     "torchvision_hint",
@@ -426,33 +434,6 @@ def check_processor(processor: Any, source: str) -> None:
 
 
 # --------------------------------------------------------------------- processor
-class MissingPackageError(ImportError):
-    """A package the checkpoint needs is not installed (the message says what to install)."""
-
-
-def torchvision_hint(torch_version: str | None = None, cuda: str | None = None) -> str:
-    """How to install the torchvision build that matches a torch build.
-
-    >>> torchvision_hint("2.13.0+cpu")  # doctest: +ELLIPSIS
-    "pip install 'torchvision==0.28.*' --index-url https://download.pytorch.org/whl/cpu (...)"
-    >>> torchvision_hint("2.13.0", cuda="12.8").split(" (")[0]
-    "pip install 'torchvision==0.28.*' --index-url https://download.pytorch.org/whl/cu128"
-    """
-    if torch_version is None:
-        import torch
-
-        torch_version, cuda = torch.__version__, torch.version.cuda
-    parts = torch_version.split("+")[0].split(".")
-    known = len(parts) > 1 and parts[0] == "2" and parts[1].isdigit()
-    spec = f"'torchvision==0.{int(parts[1]) + 15}.*'" if known else "torchvision"
-    index = f"cu{cuda.replace('.', '')}" if cuda else "cpu"
-    return (
-        f"pip install {spec} --index-url https://download.pytorch.org/whl/{index} (the build "
-        f"matching torch {torch_version}; on a GPU machine: pip install 'omniad[gpu]' after "
-        "your CUDA torch, see the README, 'On a GPU machine')"
-    )
-
-
 def use_left_padding(processor: Any) -> Any:
     """Make ``processor`` (and its tokenizer) pad on the left; return it.
 

@@ -508,5 +508,5 @@ def test_a_gpu_load_without_accelerate_names_the_install(release_ckpt):
     )
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("omniad_core.checkpoint.MissingPackageError: loading "), last
+    assert last.startswith("omniad_core.packages.MissingPackageError: loading "), last
     assert "onto cuda:0 needs accelerate" in last and "pip install accelerate" in last

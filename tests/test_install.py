@@ -44,18 +44,19 @@ def _tracked_copy(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_only(tmp_path_factory) -> Path:
-    """``bin/`` of a virtual environment holding ``omniad[model]`` and its dependencies only."""
+def source(tmp_path_factory) -> Path:
     if shutil.which("git") is None:
         pytest.skip("git is needed to copy the repository's files")
-    base = tmp_path_factory.mktemp("install")
-    source = _tracked_copy(base / "src")
-    env_dir = base / "venv"
-    venv.create(env_dir, with_pip=True)
-    bin_dir = env_dir / "bin"
+    return _tracked_copy(tmp_path_factory.mktemp("install") / "src")
+
+
+def _venv(where: Path, *installs: list[str]) -> Path:
+    """``bin/`` of a new virtual environment after each ``pip install`` of ``installs``."""
+    venv.create(where, with_pip=True)
+    bin_dir = where / "bin"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PIP_PROGRESS_BAR"] = "off"
-    for args in (["torch==2.13.0"], [f"{source}[model]"]):
+    for args in installs:
         done = subprocess.run(
             [str(bin_dir / "python"), "-m", "pip", "install", "-q", *args],
             env=env,
@@ -65,6 +66,18 @@ def model_only(tmp_path_factory) -> Path:
         )
         assert done.returncode == 0, f"pip install {' '.join(args)}:\n{done.stderr[-3000:]}"
     return bin_dir
+
+
+@pytest.fixture(scope="module")
+def model_only(source, tmp_path_factory) -> Path:
+    """``omniad[model]`` and its dependencies only (torch first: the CPU build)."""
+    return _venv(tmp_path_factory.mktemp("model") / "venv", ["torch==2.13.0"], [f"{source}[model]"])
+
+
+@pytest.fixture(scope="module")
+def core_only(source, tmp_path_factory) -> Path:
+    """``omniad[core]``: the codec, parsing, rewards and the codec commands; no torch."""
+    return _venv(tmp_path_factory.mktemp("core") / "venv", [f"{source}[core]"])
 
 
 def _run(bin_dir: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -108,3 +121,27 @@ def test_the_model_extra_has_no_training_packages(model_only, tmp_path):
     assert run.stdout.strip() == "[]"
     train = _run(model_only, "omniad-train", "--help", cwd=tmp_path)
     assert train.returncode == 0, train.stderr  # the entry point is installed and says how
+
+
+def test_the_core_extra_encodes_and_decodes_and_names_the_extra_a_model_needs(core_only, tmp_path):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:24, 16:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    enc = _run(
+        core_only, "omniad", "encode", str(tmp_path / "mask.png"), "--grid", "8", cwd=tmp_path
+    )
+    assert enc.returncode == 0, enc.stderr
+    assert enc.stdout.strip() == "(1, 2)-(1, 4), (2, 2)-(2, 4)"
+    code = (
+        "import sys\n"
+        "from textmask import decode\n"
+        "from omniad_core import FormatReward, parse_response\n"
+        "print(int(decode(sys.argv[1], 8).sum()), sys.modules.get('torch'))\n"
+    )
+    dec = _run(core_only, "python", "-c", code, enc.stdout.strip(), cwd=tmp_path)
+    assert dec.returncode == 0, dec.stderr
+    assert dec.stdout.split() == ["6", "None"]
+    run = _run(core_only, "omniad", "inspect", str(tmp_path / "mask.png"), cwd=tmp_path)
+    assert run.returncode != 0
+    assert "omniad[model]" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr

@@ -20,6 +20,7 @@ from omniad_core.checkpoint import (
     check_checkpoint,
     check_processor,
     image_pixel_budget,
+    require_model_packages,
     torchvision_hint,
     use_left_padding,
 )
@@ -233,7 +234,9 @@ def load_pretrained(
 ) -> tuple[Any, Any]:
     """``(model, processor)`` of :meth:`~omniad_core.Inspector.from_pretrained`: a local
     folder checked (:func:`~omniad_core.checkpoint.check_checkpoint`), the processor of
-    :func:`load_processor`, the model in eval mode on :func:`default_placement`'s device."""
+    :func:`load_processor`, the model in eval mode on :func:`default_placement`'s device;
+    a :class:`MissingPackageError` naming the install when torch or transformers is missing."""
+    require_model_packages(f"loading the model {path_or_id}")
     import torch
     from transformers import AutoModelForImageTextToText
 
