@@ -455,6 +455,48 @@ def test_a_question_writer_plugs_into_prepare(tree, tmp_path):
     assert set(MMAD_TYPES) >= set(total["by_type"])
 
 
+class _CountingTeacher(_Teacher):
+    """The fake teacher, recording every image it is asked about (in prefetch and write)."""
+
+    def __init__(self):
+        self.prefetched: list[str] = []
+        self.written: list[str] = []
+
+    def prefetch(self, items, facts=None):
+        self.prefetched += [it.rel for it in items]
+        return len(self.prefetched)
+
+    def write(self, item, facts):
+        self.written.append(item.rel)
+        return super().write(item, facts)
+
+
+def test_the_teacher_is_asked_only_about_the_images_max_per_category_keeps(tree, tmp_path):
+    """``--max_per_category 1`` keeps 3 of 9 images: the teacher hears of those 3 only, and
+    the selection and the rows are the ones of the same run without a teacher."""
+    root, _ = tree
+    teacher = _CountingTeacher()
+    kw = dict(mvtec_root=root, image_size=IMG, max_per_category=1, verbose=False)
+    res = prepare(tmp_path / "t", question_writers=[teacher], **kw)
+    prepare(tmp_path / "p", **kw)
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    rows = [r for s in datasets.load_from_disk(str(tmp_path / "t" / "sft")).values() for r in s]
+    kept = sorted({r["image_path"] for r in rows})
+    assert len(kept) == len(TREE) == res.n_images  # one image per category
+    assert m["n_unselected_images"] == N_DEFECT_IMAGES  # 9 test images, 3 kept, 6 left out
+    assert len(teacher.prefetched) == len(teacher.written) == len(TREE)
+    assert sorted(teacher.prefetched) == sorted(teacher.written)
+    assert sorted(r["image_path"] for r in rows if r["type"] == "Defect Analysis") == kept
+    plain_rows = [
+        r for s in datasets.load_from_disk(str(tmp_path / "p" / "sft")).values() for r in s
+    ]
+    assert sorted({r["image_path"] for r in plain_rows}) == kept  # the same choice
+    assert (
+        m["n_unselected_images"]
+        == json.loads((tmp_path / "p" / "manifest.json").read_text())["n_unselected_images"]
+    )
+
+
 def test_small_masks_count_their_regions_right():
     """A mask smaller than the 48-cell grid that counts regions was split by empty cells."""
     m = np.zeros((40, 40), bool)

@@ -53,6 +53,7 @@ def iter_mvtec(
     layout: str = "auto",
     writers: Sequence[QuestionWriter] = (),
     notes: list[dict[str, Any]] | None = None,
+    select: Callable[[list[Record | Reject]], list[Record | Reject]] | None = None,
 ) -> Iterator[Record | Reject]:
     """Records from a folder dataset (MVTec AD / VisA / LOCO / GoodsAD in MVTec layout,
     MVTec 3D-AD, VisA's original layout; see :data:`~omniad_train.data.layouts.LAYOUTS`).
@@ -75,6 +76,12 @@ def iter_mvtec(
     Questions a type cannot have (Defect Classification in a category with one defect
     type, Object Classification in a dataset of one category) are appended to ``notes``
     with the reason, when a list is given.
+
+    ``select`` chooses images before ``writers`` are asked about any: it gets the
+    template records of every image and returns those to keep (e.g. ``prepare``'s
+    ``max_per_category``: :func:`~omniad_train.data.selection.per_category`); only the
+    images of the kept records get the writers' questions, so a teacher model is never
+    asked about an image that is then left out.  A left-out image's rejects are kept.
     """
     types = resolve_types(question_types, location_questions, _LEGACY)
     items = list(
@@ -93,16 +100,25 @@ def iter_mvtec(
     if notes is not None:
         for w in chain:
             notes.extend(w.notes(facts))
+    images = [it for it in items if isinstance(it, ImageItem)]
+    own = {it.image_id: list(chain[0].write(it, facts)) for it in images}  # templates: cheap
+    asked = set(own)
+    if select is not None:
+        kept = select([r for it in images for r in own[it.image_id]])
+        asked = {r.image_id for r in kept if isinstance(r, Record)}
     for w in writers:  # a teacher asks its endpoint about every image at once, concurrently
         if hasattr(w, "prefetch"):
-            w.prefetch([it for it in items if isinstance(it, ImageItem)], facts)
+            w.prefetch([it for it in images if it.image_id in asked], facts)
     for it in items:
         if isinstance(it, Reject):
             yield it
-            continue
-        for w in chain:
-            for r in w.write(it, facts):
-                yield r if isinstance(w, TemplateWriter) else _checked(r)
+        elif it.image_id not in asked:
+            yield from (r for r in own[it.image_id] if isinstance(r, Reject))
+        else:
+            yield from own[it.image_id]
+            for w in chain[1:]:
+                for r in w.write(it, facts):
+                    yield _checked(r)
 
 
 def _checked(r: Record | Reject) -> Record | Reject:

@@ -468,8 +468,14 @@ def _read_sources(
     origin: list[int] = []
     seen: set[str] = set()
     n = unselected = 0
+    chosen: dict[str, int] = {}
     for k, src in enumerate(sources):
         a = src["args"]
+
+        def select(records: list[Record | Reject], limit: int = a.get("max_per_category")):
+            kept, chosen["left_out"] = per_category(records, limit, seed)
+            return kept
+
         it: Iterable[Record | Reject]
         try:
             if src["kind"] == "mmad":
@@ -484,6 +490,7 @@ def _read_sources(
                     layout=a["layout"],
                     writers=writers,
                     notes=mine,
+                    select=select if a.get("max_per_category") is not None else None,
                 )
             else:
                 it = iter_jsonl(a["path"], allow_outside_root=a.get("allow_outside_root", False))
@@ -492,8 +499,11 @@ def _read_sources(
                 notes.extend({"source": k, **note} for note in mine)
         except (FileNotFoundError, ValueError) as exc:
             raise PrepareError(f"{src['kind']}: {exc}") from None
-        got, left_out = per_category(got, a.get("max_per_category"), seed)
-        unselected += left_out
+        if src["kind"] in ("mvtec", "visa"):  # chosen inside, before the writers asked
+            unselected += chosen.pop("left_out", 0)
+        else:
+            got, left_out = per_category(got, a.get("max_per_category"), seed)
+            unselected += left_out
         for item in got:
             if isinstance(item, Record):
                 if item.id in seen:
