@@ -31,7 +31,7 @@ from omniad_core.checkpoint import demo_model_path  # noqa: E402
 from omniad_train.evaluation import build_report, read_jsonl, run_detection, run_mmad  # noqa: E402
 from omniad_train.evaluation.cli import EXIT_FAILED_REQUESTS, detection_main, mmad_main  # noqa: E402
 from omniad_train.evaluation.mmad_runner import _MMADTask, collect_mmad_items  # noqa: E402
-from omniad_train.evaluation.model import Endpoint, load_inspector  # noqa: E402
+from omniad_train.evaluation.model import Endpoint, load_inspector, model_settings  # noqa: E402
 from omniad_train.evaluation.protocol import (  # noqa: E402
     EvalProtocol,
     TrainingOverlapError,
@@ -185,8 +185,62 @@ def test_fingerprint_has_url_and_name_never_the_key(served_demo, synth, tmp_path
             assert "sk-do-not-write-me" not in f.read_text(errors="replace"), f.name
     fp = json.loads((out / "run.json").read_text())["fingerprint"]
     assert fp["model"] == name and fp["endpoint"] == url
-    assert "default" in fp["settings_source"]["system_prompt"]
-    assert "no omniad.json" in (out / "report.md").read_text()
+    # the served name is the checkpoint folder (transformers serve): its omniad.json counts
+    assert fp["settings_source"]["system_prompt"] == "omniad.json of the served checkpoint"
+    assert fp["settings_source"]["grid"] == "given"
+
+
+def test_a_served_checkpoint_folder_gives_its_settings_like_omniad_inspect(
+    served_demo, synth, demo_inspector, tmp_path
+):
+    """No --grid, --image_size: ``transformers serve`` names the model by its folder, so
+    eval reads that folder's omniad.json (8 x 8, 224 px), as ``omniad inspect
+    --endpoint`` and ``Inspector.from_endpoint`` do; the masks equal the in-process run's."""
+    url, name = served_demo
+    assert Path(name).resolve() == Path(DEMO).resolve()
+    local = run_detection(demo_inspector, synth.mvtec_root, out=tmp_path / "ip", progress=False)
+    served = run_detection(
+        None, synth.mvtec_root, out=tmp_path / "ep", endpoint=url, served_model=name, progress=False
+    )
+    fp = json.loads((tmp_path / "ep" / "run.json").read_text())["fingerprint"]
+    assert (fp["grid"]["rows"], fp["grid"]["cols"], fp["image_size"]) == (8, 8, 224)
+    assert set(fp["settings_source"].values()) == {"omniad.json of the served checkpoint"}
+    a, b = _lines(local.results), _lines(served.results)
+    assert [(x["pixel"], x["predicted"]) for x in a] == [(y["pixel"], y["predicted"]) for y in b]
+
+
+def test_spec_names_the_served_checkpoint_and_a_wrong_one_fails_before_any_work(
+    served_demo, synth, tmp_path, capsys
+):
+    url, name = served_demo
+    # a served name that is no folder (a hosted model's): --spec gives the settings
+    settings = model_settings(None, {}, endpoint=Endpoint(url, "omniad-7b", spec=str(DEMO)))
+    assert (settings["grid"]["rows"], settings["image_size"]) == (8, 224)
+    plain = model_settings(None, {}, endpoint=Endpoint(url, "omniad-7b"))
+    assert plain["grid"]["rows"] == 24 and "pass --spec" in plain["settings_source"]["grid"]
+    out = tmp_path / "bad"
+    missing = tmp_path / "no-such-checkpoint"
+    code = detection_main(
+        [
+            "--endpoint",
+            url,
+            "--served_model",
+            name,
+            "--spec",
+            str(missing),
+            "--root",
+            str(synth.mvtec_root),
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no-such-checkpoint" in err[0], err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        detection_main(["--spec", str(DEMO), "--root", str(synth.mvtec_root)])
+    assert exc.value.code == 2
+    assert "--spec need --endpoint URL" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- kill, restart

@@ -90,8 +90,10 @@ def missing_model_message() -> str:
 def _endpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Endpoint | None:
     """The served model of a command line, or None (then --model is required)."""
     if args.endpoint is None:
-        if args.served_model or args.api_key_env or args.concurrency:
-            parser.error("--served_model, --api_key_env and --concurrency need --endpoint URL")
+        if args.served_model or args.api_key_env or args.concurrency or args.spec:
+            parser.error(
+                "--served_model, --api_key_env, --concurrency and --spec need --endpoint URL"
+            )
         if not args.model:
             parser.error(missing_model_message())
         return None
@@ -108,6 +110,7 @@ def _endpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Endp
         concurrency=args.concurrency or DEFAULT_CONCURRENCY,
         timeout=args.request_timeout,
         retries=args.retries,
+        spec=args.spec,
     )
 
 

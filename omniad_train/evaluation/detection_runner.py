@@ -302,7 +302,9 @@ def run_detection(
         task=_DetectionTask(out_dir, shots, save_masks),
         items=items,
         out_dir=out_dir,
-        model_factory=lambda: load_inspector(model, overrides, device, backend=chosen.backend),
+        model_factory=lambda: load_inspector(
+            model, overrides, device, backend=chosen.backend, spec=chosen.spec
+        ),
         fingerprint=fingerprint,
         config=config,
         report_options={"compare_paper": bool(compare_paper), "image_decision": image_decision},

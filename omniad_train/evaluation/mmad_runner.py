@@ -415,7 +415,7 @@ def run_mmad(
         items=items,
         out_dir=out,
         model_factory=lambda: load_inspector(
-            model, overrides, device, backend=chosen.backend, prompt=prompt
+            model, overrides, device, backend=chosen.backend, prompt=prompt, spec=chosen.spec
         ),
         fingerprint=fingerprint,
         config=config,

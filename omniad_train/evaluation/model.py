@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from omniad_core.backends import EndpointBackend, EndpointError, normalize_base_url
+from omniad_core.backends.endpoint import served_spec
 from omniad_core.checkpoint import (
     DEFAULT_GRID,
     DEFAULT_IMAGE_SIZE,
@@ -88,6 +89,11 @@ class Endpoint:
     timeout, retries, backoff : float, int, float
         Seconds per request; further attempts after a 429 / 5xx / connection error, the
         first wait between them (doubled each time, jittered).
+    spec : str, optional
+        The served checkpoint's folder or its ``omniad.json`` (grid, image size, system
+        prompt).  Without it, a served name that is a local checkpoint folder (as
+        ``transformers serve`` names models) gives its ``omniad.json``; else the flags
+        or the defaults hold, as :meth:`Inspector.from_endpoint` does.
     """
 
     url: str
@@ -97,6 +103,12 @@ class Endpoint:
     timeout: float = 300.0
     retries: int = 4
     backoff: float = 1.0
+    spec: str | None = None
+
+    def served_spec(self) -> dict[str, Any] | None:
+        """The served checkpoint's ``omniad.json``, or None when there is none to read
+        (FileNotFoundError for a ``spec`` that is not a checkpoint folder or its file)."""
+        return served_spec(self.served_model, self.spec)
 
     @property
     def base_url(self) -> str:
@@ -142,8 +154,9 @@ def endpoint_concurrency(model: Any, endpoint: Endpoint | None) -> int | None:
 
 
 def _endpoint_settings(endpoint: Endpoint, given: dict[str, Any], prompt: str) -> dict[str, Any]:
+    spec = endpoint.served_spec()
     resolved = resolve_settings(
-        None,
+        spec,
         **{k: given[k] for k in ("grid", "image_size") if k in given},
         system_prompt=None if prompt == "mmad" else given.get("system_prompt", FROM_CHECKPOINT),
     )
@@ -160,11 +173,16 @@ def _endpoint_settings(endpoint: Endpoint, given: dict[str, Any], prompt: str) -
             "temperature": 0.0,
         },
         "prompt": prompt,
-        "settings_source": {
-            k: ("given" if v == "given" else "default (no omniad.json at an endpoint)")
-            for k, v in resolved.source.items()
-        },
+        "settings_source": {k: _served_source(v, spec) for k, v in resolved.source.items()},
     }
+
+
+def _served_source(source: str, spec: dict[str, Any] | None) -> str:
+    if source == "given":
+        return "given"
+    if spec is None:
+        return "default (no omniad.json for the served model: pass --spec CHECKPOINT)"
+    return source if source == "default" else "omniad.json of the served checkpoint"
 
 
 def model_settings(
@@ -292,9 +310,11 @@ def load_inspector(
     *,
     backend: EndpointBackend | None = None,
     prompt: str = "omniad",
+    spec: dict[str, Any] | None = None,
 ) -> Any:
     """An Inspector: ``model`` itself, loaded from a checkpoint path with ``overrides``,
-    or over a served model's ``backend`` (checked by :func:`connect_endpoint`).
+    or over a served model's ``backend`` (checked by :func:`connect_endpoint`) with the
+    served checkpoint's ``spec`` (:attr:`RunModel.spec`; None: the flags or the defaults).
 
     Device and dtype default as :meth:`Inspector.from_pretrained`'s: straight onto
     ``cuda:$LOCAL_RANK`` in bfloat16 when CUDA is available, the CPU in float32 otherwise.
@@ -309,7 +329,7 @@ def load_inspector(
             None,
             None,
             backend=backend,
-            spec={},  # no omniad.json at an endpoint: the flags or the defaults
+            spec=spec or {},  # the served checkpoint's omniad.json, else flags / defaults
             system_prompt=kwargs.get("system_prompt", FROM_CHECKPOINT),
             max_new_tokens=int(kwargs.get("max_new_tokens", DEFAULT_SETTINGS["max_new_tokens"])),
             **settings,
@@ -343,11 +363,14 @@ class RunModel:
         A served model's checked backend (give it to :func:`load_inspector`).
     concurrency : int or None
         Requests in flight for a served model; None in process.
+    spec : dict or None
+        A served model's ``omniad.json`` (:meth:`Endpoint.served_spec`), if it has one.
     """
 
     settings: dict[str, Any]
     backend: EndpointBackend | None
     concurrency: int | None
+    spec: dict[str, Any] | None = None
 
 
 def as_endpoint(
@@ -391,5 +414,6 @@ def run_model(
         check_model(model)  # a mistyped path fails before anything is read
     settings = model_settings(model, overrides, endpoint=endpoint, prompt=prompt)
     if endpoint is not None:
-        return RunModel(settings, connect_endpoint(endpoint), endpoint.concurrency)
+        backend = connect_endpoint(endpoint)
+        return RunModel(settings, backend, endpoint.concurrency, endpoint.served_spec())
     return RunModel(settings, None, endpoint_concurrency(model, None))

@@ -92,11 +92,17 @@ def add_endpoint_args(p: CommandParser) -> None:
     g = p.add_argument_group(
         "served model",
         "an OpenAI-compatible server (vLLM, SGLang, transformers serve, a hosted API) "
-        "instead of --model; --grid, --image_size and the system prompt then come from the "
-        "flags or the defaults (no omniad.json is read)",
+        "instead of --model; --grid, --image_size and the system prompt come from the flags, "
+        "else the served checkpoint's omniad.json (--spec, or the served name when it is a "
+        "local checkpoint folder, as with transformers serve), else the defaults",
     )
     g.add_argument("--endpoint", metavar="URL", help="API root, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--served_model", metavar="NAME", help="the name GET /v1/models lists")
+    g.add_argument(
+        "--spec",
+        metavar="PATH",
+        help="the served checkpoint's folder or omniad.json (grid, image size, system prompt)",
+    )
     g.add_argument(
         "--api_key_env",
         metavar="VAR",
