@@ -145,3 +145,20 @@ def test_the_core_extra_encodes_and_decodes_and_names_the_extra_a_model_needs(co
     assert run.returncode != 0
     assert "omniad[model]" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_core_extra_is_a_whole_client_of_a_served_model(core_only, served_demo, tmp_path):
+    """No torch, no transformers: ``omniad inspect --endpoint`` against `transformers serve`
+    (run by the suite's environment) answers, and reads the served folder's grid."""
+    url, name = served_demo
+    image = tmp_path / "part.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    argv = ["omniad", "inspect", str(image), "--endpoint", url, "--served-model", name, "--json"]
+    run = _run(core_only, *argv, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["answer"] in {"A", "B"}
+    assert (out["grid"]["rows"], out["grid"]["cols"]) == (8, 8)  # the served omniad.json
+    has = _run(core_only, "python", "-c", "import torch", cwd=tmp_path)
+    assert has.returncode != 0 and "No module named 'torch'" in has.stderr
