@@ -12,7 +12,9 @@ One run measures, in fresh processes and in one process:
    transformers' Qwen2.5-VL classes; then also loading the embedded checkpoint and
    answering one image with transformers alone, one thread, gc paused as omniad does),
    and the codec's own start-up (``import textmask`` and a first ``encode``), with
-   ``omniad inspect``'s time as a ratio of each: what omniad adds on top;
+   ``omniad inspect``'s time as a ratio of each: what omniad adds on top; and, where
+   ``transformers serve`` can run, ``omniad inspect --endpoint`` against the same model
+   served (a client that imports no torch);
 4. one answer in process (``Inspector.analyze`` after a warm-up) for models of several
    sizes at 1 .. N threads: the measurement behind
    :data:`omniad_core.backends.threads.SMALL_MODEL_PARAMS`.
@@ -34,6 +36,7 @@ which transformers imports (0.2 s) whenever it is installed, as the ``dev`` extr
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
@@ -221,12 +224,28 @@ def floor(repeats: int, image: Path) -> str:
         ("the codec: `import textmask`, first encode + decode", [sys.executable, "-c", _CODEC]),
         ("`python -c pass`", [sys.executable, "-c", "pass"]),
     ]
-    for _, argv in cases:
-        _run(argv, _env())  # warm the page cache and the kernel cache
-    runs: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
-    for _ in range(repeats):  # interleaved
-        for label, argv in cases:
-            runs[label].append(_run(argv, _env()))
+    server, note = None, ""
+    if all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
+        from bench_serving import start_server  # this folder: run as a script
+
+        server, url = start_server(Path(ckpt), image.parent / "serve.log")
+        served = [*_omniad(), "inspect", str(image), "--endpoint", url, "--served-model", ckpt]
+        cases.insert(
+            1, ("`omniad inspect --endpoint` (the model under `transformers serve`)", served)
+        )
+    else:
+        note = " No served row: `transformers serve` needs fastapi and uvicorn (the dev extra)."
+    try:
+        for _, argv in cases:
+            _run(argv, _env())  # warm the page cache, the kernel cache and the server
+        runs: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
+        for _ in range(repeats):  # interleaved
+            for label, argv in cases:
+                runs[label].append(_run(argv, _env()))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
     ours = _stats(runs[cases[0][0]])[0]
     rows = []
     for label, _ in cases:
@@ -239,7 +258,8 @@ def floor(repeats: int, image: Path) -> str:
         rows,
         note="transformers alone: the embedded checkpoint, float32, one thread, garbage "
         "collector paused, 224 px, greedy, at most 200 new tokens: what `omniad inspect` does, "
-        "without the prompt, the codec and the report.",
+        "without the prompt, the codec and the report. The served row's server was started "
+        "once, before the clock; its CPU time is not in the client's." + note,
     )
 
 
