@@ -1,11 +1,43 @@
 """Command-line pieces shared by ``omniad inspect``, folder inspection and ``omniad ui``
-(private): flag spellings, a positive-integer type and the served-model options."""
+(private): flag spellings, a positive-integer type, the served-model options and the
+line printed for an error no handler expected."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-__all__ = ["add_endpoint_args", "flag", "positive_int"]
+from omniad_core.packages import install_hint
+
+__all__ = ["add_endpoint_args", "flag", "one_line", "positive_int", "unexpected_error_line"]
+
+
+def unexpected_error_line(prog: str, exc: Exception) -> str:
+    """The one line a command prints for an exception no handler expected.
+
+    A missing package of an extra names the install; anything else is ``unexpected``
+    with the way to see the traceback.  Re-raises when ``OMNIAD_TRACEBACK`` is set.
+
+    >>> unexpected_error_line("omniad x", ModuleNotFoundError("...", name="tqdm"))
+    "omniad x: error: this needs tqdm, which is not installed; install it with: pip install 'omniad[core]'"
+    >>> unexpected_error_line("omniad x", KeyError("k"))
+    "omniad x: error: unexpected KeyError: 'k' (run again with OMNIAD_TRACEBACK=1 to see where)"
+    """
+    if os.environ.get("OMNIAD_TRACEBACK", "").strip() not in ("", "0"):
+        raise exc
+    hint = install_hint(exc) if isinstance(exc, ImportError) else None
+    if hint is not None:
+        return f"{prog}: error: {one_line(hint)}"
+    return (
+        f"{prog}: error: unexpected {type(exc).__name__}: {one_line(str(exc))} "
+        "(run again with OMNIAD_TRACEBACK=1 to see where)"
+    )
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (library messages may hold newlines), at most 2000 chars."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 2000 else flat[:1997] + "..."
 
 
 def flag(name: str) -> list[str]:

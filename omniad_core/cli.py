@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from omniad_core import _quiet
-from omniad_core._cli_args import add_endpoint_args, flag
+from omniad_core._cli_args import add_endpoint_args, flag, one_line, unexpected_error_line
 
 __all__ = ["DEFAULT_OPTIONS", "PLUGIN_GROUP", "grid_arg", "main"]
 
@@ -279,7 +279,7 @@ def _inspect_endpoint(args: argparse.Namespace) -> int:
         except (EndpointError, OSError, ValueError) as exc:
             raise _Fail(str(exc)) from None
     for w in caught:
-        print(f"omniad inspect: warning: {_one_line(str(w.message))}", file=sys.stderr)
+        print(f"omniad inspect: warning: {one_line(str(w.message))}", file=sys.stderr)
     try:
         image = load_image(args.image)
         reference = None if args.reference is None else load_image(args.reference)
@@ -537,26 +537,14 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return int(args.func(args))
     except _Fail as exc:
-        print(f"omniad {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"omniad {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"omniad {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except Exception as exc:  # never a library traceback for the user
-        if os.environ.get("OMNIAD_TRACEBACK", "").strip() not in ("", "0"):
-            raise
-        print(
-            f"omniad {args.command}: error: unexpected {type(exc).__name__}: "
-            f"{_one_line(str(exc))} (run again with OMNIAD_TRACEBACK=1 to see where)",
-            file=sys.stderr,
-        )
+        print(unexpected_error_line(f"omniad {args.command}", exc), file=sys.stderr)
         return 1
-
-
-def _one_line(text: str) -> str:
-    """``text`` on one line (library messages may hold newlines), at most 2000 chars."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= 2000 else flat[:1997] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,8 +66,13 @@ class NotAMaskError(ImageError):
 def _pil() -> Any:
     try:
         from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow is a core dependency
-        raise ImportError("reading images needs Pillow: pip install 'omniad[core]'") from exc
+    except ImportError as exc:  # pillow comes with the core extra, not with the codec
+        from omniad_core.packages import MissingPackageError
+
+        raise MissingPackageError(
+            "reading images needs Pillow, which is not installed; install it with: "
+            "pip install 'omniad[core]'"
+        ) from exc
     return Image
 
 

@@ -1,13 +1,24 @@
-"""Which installed packages running a model needs, and the commands that install them.
+"""Which installed packages each part needs, and the commands that install them.
 
-Every missing package is a :class:`MissingPackageError` (an ``ImportError``) whose
-message names the install; the CLI prints it as a one-line error.  Nothing here imports
-torch unless asked for the torch build (:func:`torchvision_hint` without arguments).
+``pip install omniad`` brings the codec (NumPy, Numba); the ``core`` extra the rest of
+``omniad_core`` (Pillow, pydantic, tqdm); ``model`` torch and transformers for a model
+in this process; ``ui`` gradio.  Every missing package is a :class:`MissingPackageError`
+(an ``ImportError``) whose message names the install, or an ``ImportError`` of a module
+that :func:`install_hint` turns into one; the CLIs print either as a one-line error.
+Nothing here imports torch unless asked for the torch build (:func:`torchvision_hint`
+without arguments).
 """
 
 from __future__ import annotations
 
-__all__ = ["MODEL_INSTALL", "MissingPackageError", "require_model_packages", "torchvision_hint"]
+__all__ = [
+    "EXTRA_OF",
+    "MODEL_INSTALL",
+    "MissingPackageError",
+    "install_hint",
+    "require_model_packages",
+    "torchvision_hint",
+]
 
 
 class MissingPackageError(ImportError):
@@ -19,6 +30,39 @@ MODEL_INSTALL = (
     "pip install torch==2.13.0 (the CPU build; on a GPU machine see the README, 'On a GPU "
     "machine'), then pip install 'omniad[model]'"
 )
+
+
+#: The extra that brings each optional top-level module the core and model layers import.
+EXTRA_OF = {
+    "PIL": "core",
+    "pydantic": "core",
+    "tqdm": "core",
+    "torch": "model",
+    "transformers": "model",
+    "safetensors": "model",
+    "tokenizers": "model",
+    "accelerate": "model",
+    "gradio": "ui",
+}
+
+
+def install_hint(exc: ImportError) -> str | None:
+    """What to install for the missing package behind ``exc``; None when the module is
+    not one an extra of this package brings (then it is a real error, not an install).
+
+    >>> install_hint(ModuleNotFoundError("No module named 'pydantic'", name="pydantic"))
+    "this needs pydantic, which is not installed; install it with: pip install 'omniad[core]'"
+    >>> install_hint(ModuleNotFoundError("No module named 'nope'", name="nope")) is None
+    True
+    """
+    if isinstance(exc, MissingPackageError):
+        return str(exc)
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = EXTRA_OF.get(name)
+    if extra is None:
+        return None
+    command = MODEL_INSTALL if extra == "model" else f"pip install 'omniad[{extra}]'"
+    return f"this needs {name}, which is not installed; install it with: {command}"
 
 
 def require_model_packages(what: str) -> None:

@@ -510,3 +510,39 @@ def test_a_gpu_load_without_accelerate_names_the_install(release_ckpt):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("omniad_core.packages.MissingPackageError: loading "), last
     assert "onto cuda:0 needs accelerate" in last and "pip install accelerate" in last
+
+
+# ------------------------------------------- an extra that is not installed: which one
+def _without(modules: tuple[str, ...], *argv: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys\n"
+        f"for m in {modules!r}: sys.modules[m] = None  # an install without them\n"
+        "from omniad_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("missing", "command", "install"),
+    [
+        (("PIL",), "encode", "pip install 'omniad[core]'"),  # the codec alone: no Pillow
+        (("pydantic",), "inspect", "pip install 'omniad[core]'"),
+        (("torch", "transformers"), "inspect", "then pip install 'omniad[model]'"),
+        (("torch", "transformers"), "inspect --out", "then pip install 'omniad[model]'"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, missing, command, install):
+    image = _photo(tmp_path / "part.png")
+    argv = {
+        "encode": ["encode", str(image), "--any-nonzero"],
+        "inspect": ["inspect", str(image)],
+        "inspect --out": ["inspect", str(tmp_path), "--out", str(tmp_path / "res")],
+    }[command]
+    run = _without(missing, *argv)
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip() and "embedded demo" not in ln]
+    assert run.returncode == 1, run.stderr
+    assert len(lines) == 1 and install in lines[0], run.stderr
+    assert "unexpected" not in lines[0] and "Traceback" not in run.stderr

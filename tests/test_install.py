@@ -75,6 +75,12 @@ def model_only(source, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def codec_only(source, tmp_path_factory) -> Path:
+    """``pip install omniad``: the codec (NumPy, Numba) and nothing else."""
+    return _venv(tmp_path_factory.mktemp("codec") / "venv", [str(source)])
+
+
+@pytest.fixture(scope="module")
 def core_only(source, tmp_path_factory) -> Path:
     """``omniad[core]``: the codec, parsing, rewards and the codec commands; no torch."""
     return _venv(tmp_path_factory.mktemp("core") / "venv", [f"{source}[core]"])
@@ -162,3 +168,22 @@ def test_the_core_extra_is_a_whole_client_of_a_served_model(core_only, served_de
     assert (out["grid"]["rows"], out["grid"]["cols"]) == (8, 8)  # the served omniad.json
     has = _run(core_only, "python", "-c", "import torch", cwd=tmp_path)
     assert has.returncode != 0 and "No module named 'torch'" in has.stderr
+
+
+def test_the_bare_package_is_the_codec_and_names_the_extra_for_the_rest(codec_only, tmp_path):
+    code = (
+        "import numpy as np\n"
+        "from textmask import decode, encode\n"
+        "m = np.zeros((64, 64), bool); m[8:24, 16:40] = True\n"
+        "t = encode(m, 8)\n"
+        "print(t, '|', int(decode(t, 8, shape=(64, 64)).sum()))\n"
+    )
+    run = _run(codec_only, "python", "-c", code, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(1, 2)-(1, 4), (2, 2)-(2, 4) | 384"  # 6 cells of 8 x 8 px
+    mask = tmp_path / "mask.npy"
+    for argv in (["encode", str(mask)], ["inspect", str(mask)]):
+        got = _run(codec_only, "omniad", *argv, cwd=tmp_path)
+        lines = [ln for ln in got.stderr.splitlines() if ln.strip()]
+        assert got.returncode == 1 and len(lines) == 1, got.stderr
+        assert "pip install 'omniad[core]'" in lines[0] and "unexpected" not in lines[0]

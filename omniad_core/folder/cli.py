@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omniad_core._cli_args import add_endpoint_args, positive_int
+from omniad_core._cli_args import add_endpoint_args, positive_int, unexpected_error_line
 from omniad_core.folder.common import (
     FolderInterrupted,
     FolderRunError,
@@ -164,13 +163,7 @@ def folder_main(argv: Sequence[str] | None = None, *, prog: str = "omniad inspec
         print(f"{prog}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except Exception as exc:  # never a library traceback for the user
-        if os.environ.get("OMNIAD_TRACEBACK", "").strip() not in ("", "0"):
-            raise
-        print(
-            f"{prog}: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:2000]} "
-            "(run again with OMNIAD_TRACEBACK=1 to see where)",
-            file=sys.stderr,
-        )
+        print(unexpected_error_line(prog, exc), file=sys.stderr)
         return 1
     for path, reason in result.unreadable[:20]:
         print(f"{prog}: skipped {path}: {' '.join(str(reason).split())}", file=sys.stderr)
