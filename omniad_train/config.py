@@ -267,16 +267,29 @@ def _checkpointing_default(training_cls: type, hints: Iterable[str], given: set[
     return [f"--{new}", str(bool(default)).lower()]
 
 
+#: How DeepSpeed is installed: after torch, built against it (the README's install line).
+DEEPSPEED_INSTALL = "pip install --no-build-isolation deepspeed==0.19.8"
+
+
 def _deepspeed_override(value: Any) -> list[str]:
     """``--deepspeed PATH`` for the name of a shipped DeepSpeed config (a local file wins).
 
     Raises
     ------
     RecipeError
-        ``value`` names neither a file nor a shipped config.
+        ``value`` names neither a file nor a shipped config, or DeepSpeed is not installed
+        (transformers would fail building the config with a message that does not say so).
     """
+    import importlib.util
+
     from omniad_train.recipe_yaml import resolve_shipped, shipped_recipes
 
+    if value and importlib.util.find_spec("deepspeed") is None:
+        raise RecipeError(
+            f"deepspeed = {value!r}, but DeepSpeed is not installed; install it against your "
+            f"torch: {DEEPSPEED_INSTALL} (the README's install line), or drop the deepspeed "
+            "key to train on one GPU or the CPU without it"
+        )
     if not isinstance(value, str) or not value or value.lstrip().startswith("{"):
         return []
     if Path(value).is_file():

@@ -400,3 +400,51 @@ def test_torchrun_deepspeed_zero2_completes_a_step(data, model, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert (out / "model.safetensors").is_file() and (out / "omniad.json").is_file()
     assert "train_loss" in run.stdout + run.stderr
+
+
+_NO_DEEPSPEED = (
+    "import sys\n"
+    "sys.modules['deepspeed'] = None  # the train extra without the deepspeed extra\n"
+    "from omniad_train.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_sft_runs_without_deepspeed_installed(data, model, tmp_path):
+    """The ``train`` extra does not bring DeepSpeed (it builds against torch); one GPU or a
+    CPU trains without it."""
+    out = tmp_path / "plain"
+    argv = ["sft", *_sft_args(data, model, out, "--max_steps", "1", "--save_strategy", "no")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_DEEPSPEED, *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert (out / "model.safetensors").is_file() and (out / "omniad.json").is_file()
+
+
+def test_a_deepspeed_recipe_without_deepspeed_names_the_install(data, model, tmp_path):
+    out = tmp_path / "ds-missing"
+    argv = ["sft", *_sft_args(data, model, out, "--max_steps", "1")]
+    argv += ["--deepspeed", str(RECIPES / "deepspeed" / "zero2.json")]
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_DEEPSPEED, *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert run.returncode != 0
+    assert "deepspeed" in lines[-1].lower() and "pip install" in lines[-1], run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert not (out / "model.safetensors").exists()
+    from omniad_train.config import DEEPSPEED_INSTALL
+
+    assert DEEPSPEED_INSTALL in lines[-1]
+    assert DEEPSPEED_INSTALL.replace("pip", "python -m pip") in (ROOT / "README.md").read_text()
