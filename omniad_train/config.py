@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -277,19 +278,10 @@ def _deepspeed_override(value: Any) -> list[str]:
     Raises
     ------
     RecipeError
-        ``value`` names neither a file nor a shipped config, or DeepSpeed is not installed
-        (transformers would fail building the config with a message that does not say so).
+        ``value`` names neither a file nor a shipped config.
     """
-    import importlib.util
-
     from omniad_train.recipe_yaml import resolve_shipped, shipped_recipes
 
-    if value and importlib.util.find_spec("deepspeed") is None:
-        raise RecipeError(
-            f"deepspeed = {value!r}, but DeepSpeed is not installed; install it against your "
-            f"torch: {DEEPSPEED_INSTALL} (the README's install line), or drop the deepspeed "
-            "key to train on one GPU or the CPU without it"
-        )
     if not isinstance(value, str) or not value or value.lstrip().startswith("{"):
         return []
     if Path(value).is_file():
@@ -305,7 +297,11 @@ def _deepspeed_override(value: Any) -> list[str]:
 
 
 def parse_recipe(
-    training_cls: type, argv: Sequence[str] | None = None, *, world_size: int | None = None
+    training_cls: type,
+    argv: Sequence[str] | None = None,
+    *,
+    world_size: int | None = None,
+    plan_only: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Parse ``[--config RECIPE] [--key value ...]`` into the three dataclasses.
 
@@ -324,6 +320,11 @@ def parse_recipe(
     that cannot realise it exactly, or explicit values that disagree with it, raise
     :class:`RecipeError`.  Defaults that depend on other values are filled by
     :func:`apply_defaults`.
+
+    A ``deepspeed`` key needs DeepSpeed installed (a :class:`RecipeError` naming the
+    install otherwise), unless ``plan_only``: ``omniad-train plan`` only reads the config,
+    so a laptop without DeepSpeed plans a ZeRO-3 run (``training_args.deepspeed`` is then
+    the config's path, and no DeepSpeed object is built).
     """
     from trl import ModelConfig, TrlParser
 
@@ -388,7 +389,21 @@ def parse_recipe(
                 check_value(key, getattr(namespace, key), "on the command line")
         derived = _batch_overrides(training_cls, data, namespace, on_cli, world_size)
         derived += _checkpointing_default(training_cls, hints, set(data) | on_cli)
-        derived += _deepspeed_override(_given("deepspeed", data, namespace, on_cli))
+        ds_value = _given("deepspeed", data, namespace, on_cli)
+        ds_flags = _deepspeed_override(ds_value)
+        derived += ds_flags
+        # transformers builds the DeepSpeed config in the dataclass, and without DeepSpeed
+        # fails with a message that does not say so: name the install, or (a plan, which
+        # only reads the config) parse without it and keep the path
+        ds_missing = bool(ds_value) and importlib.util.find_spec("deepspeed") is None
+        if ds_missing and not plan_only:
+            raise RecipeError(
+                f"deepspeed = {ds_value!r}, but DeepSpeed is not installed; install it "
+                f"against your torch: {DEEPSPEED_INSTALL} (the README's install line), or "
+                "drop the deepspeed key to train on one GPU or the CPU without it"
+            )
+        if ds_missing:
+            derived += ["--deepspeed", ""]
         for key, value in env.items():  # as TrlParser does with a recipe's env
             os.environ[key] = str(value)
         parser.set_defaults_with_config(**{k: v for k, v in data.items() if k != "env"})
@@ -405,6 +420,8 @@ def parse_recipe(
                 "steps_per_generation (or generation_batch_size) a multiple of num_generations."
             ) from None
         raise RecipeError(msg + (f" ({in_recipe})" if recipe else "")) from None
+    if ds_missing:  # a plan: the config is read, never built
+        parsed[1].deepspeed = ds_flags[1] if ds_flags else ds_value
     origin = {k: in_recipe for k in data}
     origin.update({k: "on the command line" for k in on_cli})
     apply_defaults(*parsed)

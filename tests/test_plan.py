@@ -252,6 +252,28 @@ def test_plan_flags_missing_packages_lora_with_zero3_and_weights_only_resume(
     assert any("optimizer's moments start from zero" in w for w in p["warnings"])
 
 
+def test_a_machine_without_deepspeed_plans_a_zero3_run(release_ckpt, prepared):
+    """Plan on a laptop, train on the cluster: the plan reads the DeepSpeed config and
+    builds nothing from it, so it needs no DeepSpeed; sft / grpo still do."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "sys.modules['deepspeed'] = None\n"
+        "from omniad_train.planner.cli import plan_recipe\n"
+        "p = plan_recipe(sys.argv[1:])\n"
+        "print(json.dumps([p['memory_gib']['zero_stage'], p['memory_gib']['zero_source']]))\n"
+    )
+    argv = ["--config", "qwen2_5_vl_7b/sft", "--model_name_or_path", str(release_ckpt)]
+    argv += ["--dataset", str(prepared[512]), "--deepspeed", "deepspeed/zero3"]
+    run = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [3, "deepspeed config"]
+
+
 def _weightless(release_ckpt: Path, tmp_path: Path) -> Path:
     """The release folder without its weights: loading them would fail differently."""
     out = tmp_path / "no-weights"

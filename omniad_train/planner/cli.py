@@ -121,7 +121,9 @@ def plan_recipe(argv: Sequence[str]) -> dict[str, Any]:
         from trl import SFTConfig as cls
     else:
         from trl import GRPOConfig as cls
-    s, t, m = parse_recipe(cls, ["--config", opts.config, *rest, *extra], world_size=world)
+    s, t, m = parse_recipe(
+        cls, ["--config", opts.config, *rest, *extra], world_size=world, plan_only=True
+    )
     plan = build_plan(
         s,
         t,
