@@ -544,6 +544,9 @@ def test_ctrl_c_in_inspect_is_a_short_message_and_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a pytest started in the background (`cmd &`) ignores SIGINT, and its children
+        # would inherit that: give the child the default, as a terminal's Ctrl-C finds it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stderr.readline()  # "using the embedded demo model ..." then torch loads

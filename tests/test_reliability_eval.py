@@ -623,7 +623,16 @@ def test_sigint_during_a_cli_run(ckpt, tmp_path):
         "600",
         "--no_progress",
     ]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a pytest started in the background (`cmd &`) ignores SIGINT, and its children
+        # would inherit that: give the child the default, as a terminal's Ctrl-C finds it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         _wait_for_lines(out / "results.jsonl", 2, proc)
         proc.send_signal(signal.SIGINT)
