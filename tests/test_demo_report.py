@@ -206,3 +206,44 @@ def test_spread_script_reads_real_reports(tmp_path):
 def test_plan_presets_are_recorded(preset):
     plan = getattr(DemoPlan, preset)()
     assert plan.preset == preset
+
+
+# ------------------------------------------------- a full run against the measured range
+def test_a_full_report_puts_the_sft_figures_against_the_measured_range(tmp_path):
+    from omniad_train.demo.expected import MEASURED
+
+    unread = UNREADABLE
+    metrics = {
+        "untrained": {PIXEL_F1: 0.0, MMAD_AVG: 0.0, MEAN_R_DET: 0.21, unread: 100.0},
+        "sft": {PIXEL_F1: 12.0, MMAD_AVG: 20.0, MEAN_R_DET: 0.30, unread: 0.0},
+        "sft+grpo": {PIXEL_F1: 11.0, MMAD_AVG: 21.0, MEAN_R_DET: 0.29, unread: 0.0},
+    }
+    text = write_report(tmp_path, DemoPlan.full(seed=5), metrics, {}, _models(tmp_path)).read_text()
+    assert "## Against the measured range (SFT model)" in text
+    lo, hi = MEASURED[PIXEL_F1.label]
+    assert f"| {PIXEL_F1.label} | 12.0 | {lo:.1f}-{hi:.1f} | in range |" in text
+    assert f"| {MMAD_AVG.label} | 20.0 |" in text and "| below |" in text
+    assert "looks broken" not in text
+    broken = {**metrics, "sft": {**metrics["sft"], unread: 97.0}}
+    text = write_report(tmp_path, DemoPlan.full(), broken, {}, _models(tmp_path)).read_text()
+    assert "**This run looks broken**: 97% of the SFT model's answers are unreadable" in text
+    other = write_report(tmp_path, DemoPlan.full(sft_steps=50), metrics, {}, _models(tmp_path))
+    assert "measured range" not in other.read_text()  # another plan: the range says nothing
+
+
+def test_the_measured_range_is_docs_demo_tables():
+    """The code's ranges and docs/demo.md's spread table are the same figures."""
+    from omniad_train.demo.expected import MEASURED
+
+    doc = (ROOT / "docs" / "demo.md").read_text()
+    table = doc[doc.index("### How much the figures vary") :]
+    names = {
+        "detection: pixel f1": "detection: pixel F1",
+        "detection: image f1": "detection: image F1",
+        "MMAD: average": "MMAD average",
+        "detection: mean R_det (0-2)": "mean R_det",
+    }
+    for label, (lo, hi) in MEASURED.items():
+        row = next(ln for ln in table.splitlines() if ln.startswith(f"| SFT | {names[label]} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert (float(cells[2]), float(cells[3])) == (lo, hi), row

@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from omniad_train.demo.expected import range_section
 from omniad_train.demo.metrics import MEAN_R_DET, BestChoice, MetricKey, Metrics
 from omniad_train.demo.plan import STAGES, DemoPlan
 from omniad_train.demo.steps import clean
@@ -139,7 +140,9 @@ def write_report(
 ) -> Path:
     """Write ``out/report.md`` and ``out/report.json`` for the stages' ``metrics``.
 
-    A quick plan's report starts with :data:`QUICK_NOTE`.  ``best`` (the choice of
+    A quick plan's report starts with :data:`QUICK_NOTE`; a full one compares the SFT
+    model with the measured range (:func:`~omniad_train.demo.expected.range_section`).
+    ``best`` (the choice of
     :func:`~omniad_train.demo.metrics.pick_best`) adds the best model, the rule that
     picked it and its notes.  The reward curves come from
     ``models["sft+grpo"]/reward_history.json``, the overlays from the SFT+GRPO
@@ -169,6 +172,8 @@ def write_report(
         scores = ", ".join(f"{k} {v:.1f}" for k, v in best.scores.items())
         lines += ["", f"Scores on the rule: {scores}."]
         lines += [f"\n{n[0].upper()}{n[1:]}" for n in best.notes]
+    sft = {k.label: v for k, v in metrics.get("sft", {}).items()}
+    lines += range_section(plan, sft)
     for stale in ("grpo_rewards.png", "overlays"):  # from a run with another plan
         clean(out / stale)
     hist_path = models["sft+grpo"] / "reward_history.json"
