@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from omniad_train.demo.expected import range_line
 from omniad_train.demo.export import export_model
 from omniad_train.demo.pipeline import run_demo
 from omniad_train.demo.plan import DemoPlan
@@ -100,6 +101,10 @@ def demo_main(argv: Sequence[str] | None = None, prog: str = "omniad demo") -> i
     say(f"  picked as {result.best.rule}")
     for note in result.best.notes:
         say(f"  {note}")
+    sft = {k.label: v for k, v in result.metrics.get("sft", {}).items()}
+    checked = range_line(result.plan, sft)
+    if checked is not None:
+        say(checked)
     if a.export:
         say(f"exported the best model to {export_model(result, a.export)}")
     return 0

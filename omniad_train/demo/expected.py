@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from omniad_train.demo.plan import DemoPlan
 
-__all__ = ["MEASURED", "MEASURED_ON", "range_section"]
+__all__ = ["MEASURED", "MEASURED_ON", "range_line", "range_section"]
 
 #: Where and how :data:`MEASURED` was measured.
 MEASURED_ON = (
@@ -42,6 +42,54 @@ def _fmt(label: str, v: float) -> str:
     return f"{v:.3f}" if "R_det" in label else f"{v:.1f}"
 
 
+def _applies(plan: DemoPlan) -> bool:
+    return dataclasses.replace(plan, seed=0) == DemoPlan.full()
+
+
+def _compared(sft: Mapping[str, float]) -> list[tuple[str, float, float, float, str]]:
+    """``(label, value, low, high, "in range" | "below" | "above")`` of each measured figure."""
+    out = []
+    for label, (lo, hi) in MEASURED.items():
+        if label in sft:
+            v = sft[label]
+            out.append(
+                (
+                    label,
+                    v,
+                    lo,
+                    hi,
+                    "in range" if lo <= v <= hi else ("below" if v < lo else "above"),
+                )
+            )
+    return out
+
+
+def _unreadable(sft: Mapping[str, float]) -> float:
+    return max((sft.get(k, 0.0) for k in _UNREADABLE), default=0.0)
+
+
+def range_line(plan: DemoPlan, sft: Mapping[str, float]) -> str | None:
+    """The one line the end of a full run prints about its SFT figures; None otherwise.
+
+    >>> range_line(DemoPlan.full(), {"detection: image f1": 80.0, "MMAD: average": 30.0})
+    'SFT figures against the measured range: image f1 80.0 in range, average 30.0 below (report.md)'
+    >>> range_line(DemoPlan.full(), {"MMAD: unreadable answers %": 99.0})[:27]
+    'this run looks broken: 99% '
+    """
+    if not _applies(plan):
+        return None
+    if _unreadable(sft) > BROKEN_UNREADABLE:
+        return (
+            f"this run looks broken: {_unreadable(sft):.0f}% of the SFT model's answers are "
+            "unreadable (a full run's are practically all readable); see report.md"
+        )
+    parts = [
+        f"{label.split(': ')[-1].removesuffix(' (0-2)')} {_fmt(label, v)} {where}"
+        for label, v, _, _, where in _compared(sft)
+    ]
+    return "SFT figures against the measured range: " + ", ".join(parts) + " (report.md)"
+
+
 def range_section(plan: DemoPlan, sft: Mapping[str, float]) -> list[str]:
     """Report lines comparing the SFT model's figures (``{label: value}``) with
     :data:`MEASURED`; none for a plan other than the full one (any seed).
@@ -56,19 +104,15 @@ def range_section(plan: DemoPlan, sft: Mapping[str, float]) -> list[str]:
     >>> range_section(DemoPlan.quick(), ok)
     []
     """
-    if dataclasses.replace(plan, seed=0) != DemoPlan.full():
+    if not _applies(plan):
         return []
     lines = ["", "## Against the measured range (SFT model)", "", f"Measured: {MEASURED_ON}.", ""]
     lines += ["| metric | this run | measured range |  |", "|---|---:|---:|---|"]
-    for label, (lo, hi) in MEASURED.items():
-        if label not in sft:
-            continue
-        v = sft[label]
-        where = "in range" if lo <= v <= hi else ("below" if v < lo else "above")
+    for label, v, lo, hi, where in _compared(sft):
         lines.append(
             f"| {label} | {_fmt(label, v)} | {_fmt(label, lo)}-{_fmt(label, hi)} | {where} |"
         )
-    unreadable = max((sft.get(k, 0.0) for k in _UNREADABLE), default=0.0)
+    unreadable = _unreadable(sft)
     lines.append("")
     if unreadable > BROKEN_UNREADABLE:
         lines.append(
