@@ -18,8 +18,9 @@ def unexpected_error_line(prog: str, exc: Exception) -> str:
     A missing package of an extra names the install; anything else is ``unexpected``
     with the way to see the traceback.  Re-raises when ``OMNIAD_TRACEBACK`` is set.
 
-    >>> unexpected_error_line("omniad x", ModuleNotFoundError("...", name="tqdm"))
-    "omniad x: error: this needs tqdm, which is not installed; install it with: pip install 'omniad[core]'"
+    >>> from omniad_core.packages import MissingPackageError
+    >>> unexpected_error_line("omniad x", MissingPackageError("needs Y; pip install y"))
+    'omniad x: error: needs Y; pip install y'
     >>> unexpected_error_line("omniad x", KeyError("k"))
     "omniad x: error: unexpected KeyError: 'k' (run again with OMNIAD_TRACEBACK=1 to see where)"
     """

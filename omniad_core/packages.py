@@ -12,10 +12,12 @@ without arguments).
 from __future__ import annotations
 
 __all__ = [
+    "DISTRIBUTION_OF",
     "EXTRA_OF",
     "MODEL_INSTALL",
     "MissingPackageError",
     "install_hint",
+    "missing_hint",
     "require_model_packages",
     "torchvision_hint",
 ]
@@ -46,23 +48,50 @@ EXTRA_OF = {
 }
 
 
-def install_hint(exc: ImportError) -> str | None:
-    """What to install for the missing package behind ``exc``; None when the module is
-    not one an extra of this package brings (then it is a real error, not an install).
+#: The name to install a module by, where it differs from the module's name.
+DISTRIBUTION_OF = {"PIL": "Pillow"}
 
-    >>> install_hint(ModuleNotFoundError("No module named 'pydantic'", name="pydantic"))
-    "this needs pydantic, which is not installed; install it with: pip install 'omniad[core]'"
-    >>> install_hint(ModuleNotFoundError("No module named 'nope'", name="nope")) is None
+
+def missing_hint(module: str) -> str:
+    """The line for a module of :data:`EXTRA_OF` that is not installed.
+
+    >>> missing_hint("PIL")
+    "this needs Pillow, which is not installed; install it with: pip install 'omniad[core]'"
+    """
+    extra = EXTRA_OF[module]
+    command = MODEL_INSTALL if extra == "model" else f"pip install 'omniad[{extra}]'"
+    name = DISTRIBUTION_OF.get(module, module)
+    return f"this needs {name}, which is not installed; install it with: {command}"
+
+
+def install_hint(exc: ImportError) -> str | None:
+    """What to install for the missing package behind ``exc``, or None when ``exc`` is no
+    missing package of an extra (then it is a real error, and says so itself).
+
+    Only a :class:`ModuleNotFoundError` for a module of :data:`EXTRA_OF` that is really
+    absent counts: ``from transformers import NoSuchThing`` (a version that lacks a
+    name) or a broken install of a package that is there is not an install problem.
+
+    >>> install_hint(ModuleNotFoundError("No module named 'numpy'", name="numpy")) is None
+    True
+    >>> install_hint(ImportError("cannot import name 'X'", name="transformers")) is None
     True
     """
+    import importlib.util
+
     if isinstance(exc, MissingPackageError):
         return str(exc)
-    name = (getattr(exc, "name", None) or "").split(".")[0]
-    extra = EXTRA_OF.get(name)
-    if extra is None:
+    if not isinstance(exc, ModuleNotFoundError):
         return None
-    command = MODEL_INSTALL if extra == "model" else f"pip install 'omniad[{extra}]'"
-    return f"this needs {name}, which is not installed; install it with: {command}"
+    name = (exc.name or "").split(".")[0]
+    if name not in EXTRA_OF:
+        return None
+    try:
+        if importlib.util.find_spec(name) is not None:
+            return None  # installed: a submodule or a dependency of it is what is missing
+    except (ImportError, ValueError):
+        return None
+    return missing_hint(name)
 
 
 def require_model_packages(what: str) -> None:

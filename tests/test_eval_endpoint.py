@@ -218,6 +218,10 @@ def test_spec_names_the_served_checkpoint_and_a_wrong_one_fails_before_any_work(
     assert (settings["grid"]["rows"], settings["image_size"]) == (8, 224)
     plain = model_settings(None, {}, endpoint=Endpoint(url, "omniad-7b"))
     assert plain["grid"]["rows"] == 24 and "pass --spec" in plain["settings_source"]["grid"]
+    from omniad_core.backends import EndpointError
+
+    with pytest.raises(EndpointError, match="needs the served model's name"):
+        model_settings(None, {}, endpoint=Endpoint(url, None))  # before Path(None) fails
     out = tmp_path / "bad"
     missing = tmp_path / "no-such-checkpoint"
     code = detection_main(

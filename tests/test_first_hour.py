@@ -454,27 +454,33 @@ def test_small_local_checkpoints_load_without_a_bar_large_ones_keep_it(tmp_path)
             f.truncate(size // 2)  # sparse: the size counts, not the bytes on disk
         with open(folder / "model-00002-of-00002.safetensors", "wb") as f:
             f.truncate(size - size // 2)
-    assert hf_logging.is_progress_bar_enabled()
+
+    def shown(desc: str) -> bool:  # a bar as transformers makes them
+        with hf_logging.tqdm(range(1), desc=desc) as bar:
+            return not getattr(bar, "disable", True)
+
+    assert shown("Loading weights") and shown("something else")
     with weights_bar_for(small):
-        assert not hf_logging.is_progress_bar_enabled()
-    assert hf_logging.is_progress_bar_enabled()
+        assert not shown("Loading weights")
+        assert shown("something else")  # only the weights bar is hidden
+    assert shown("Loading weights")  # restored
     with weights_bar_for(large):  # exactly the limit: a load that takes long enough
-        assert hf_logging.is_progress_bar_enabled()
-    with weights_bar_for(tmp_path / "org/hub-id"):  # not a folder: a download keeps its bars
-        assert hf_logging.is_progress_bar_enabled()
+        assert shown("Loading weights")
+    with weights_bar_for(tmp_path / "org/hub-id"):  # not a folder: a download keeps its bar
+        assert shown("Loading weights")
     with pytest.raises(OSError), weights_bar_for(small):
         raise OSError("a load that fails")
-    assert hf_logging.is_progress_bar_enabled()  # restored after a failure too
+    assert shown("Loading weights")  # restored after a failure too
     hf_logging.disable_progress_bar()
-    try:  # a user who turned bars off keeps them off
+    try:  # a user who turned bars off keeps them off, and gets them off after
         with weights_bar_for(small):
-            pass
+            assert not shown("something else")
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
 
 
-# --------------------------------------------- the `model` extra's minimum: no accelerate
+# ----------------------------------- an install without accelerate (device_map needs it)
 _NO_ACCELERATE = (
     "import sys\n"
     "sys.modules['accelerate'] = None  # an install without it: find_spec says None\n"

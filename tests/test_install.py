@@ -1,11 +1,16 @@
-"""The ``model`` extra on its own: a fresh virtual environment, a wheel built from a copy of
-the repository, ``pip install "omniad[model]"`` and nothing else, then ``omniad inspect``.
+"""Each extra on its own, as a user installs it: a fresh virtual environment, a wheel
+built from a copy of the repository, then only what the README says for that use.
+
+- ``pip install omniad``: the codec works; anything more names the ``core`` extra.
+- ``omniad[core]``: encode, decode and the rewards without torch, and a whole client
+  of a served model (``omniad inspect --endpoint`` against a real ``transformers serve``).
+- torch (the CPU build, first), then ``omniad[model]``: ``omniad inspect`` with the
+  embedded model, imported from site-packages, and no training packages installed.
 
 The suite's own environment has every extra (``.[all,dev]``), so a package that only
-another extra brings (accelerate came with ``train``) hides a broken ``model`` install,
-and an editable install hides package data missing from the wheel (the embedded demo
-model, recipes).  This installs what a user of the Inspector installs, from the same
-package index as ``.ci/run``; torch first, the CPU build, as the README says.
+another extra brings (accelerate came with ``train``) hides a broken install, and an
+editable install hides package data missing from the wheel (the embedded demo model,
+recipes).  Packages come from the same index as ``.ci/run``.
 """
 
 from __future__ import annotations
@@ -127,6 +132,7 @@ def test_the_model_extra_has_no_training_packages(model_only, tmp_path):
     assert run.stdout.strip() == "[]"
     train = _run(model_only, "omniad-train", "--help", cwd=tmp_path)
     assert train.returncode == 0, train.stderr  # the entry point is installed and says how
+    assert train.stdout.startswith("usage: omniad-train") and " sft " in train.stdout
 
 
 def test_the_core_extra_encodes_and_decodes_and_names_the_extra_a_model_needs(core_only, tmp_path):
@@ -182,6 +188,7 @@ def test_the_bare_package_is_the_codec_and_names_the_extra_for_the_rest(codec_on
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "(1, 2)-(1, 4), (2, 2)-(2, 4) | 384"  # 6 cells of 8 x 8 px
     mask = tmp_path / "mask.npy"
+    np.save(mask, np.zeros((8, 8), np.uint8))  # a real file: the error must be the extra
     for argv in (["encode", str(mask)], ["inspect", str(mask)]):
         got = _run(codec_only, "omniad", *argv, cwd=tmp_path)
         lines = [ln for ln in got.stderr.splitlines() if ln.strip()]

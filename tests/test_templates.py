@@ -497,6 +497,25 @@ def test_the_teacher_is_asked_only_about_the_images_max_per_category_keeps(tree,
     )
 
 
+def test_with_a_writer_the_choice_is_over_images_not_template_questions(tree, tmp_path):
+    """Defect Localization only: normal images have no template question, yet a writer may
+    write about them, so they stay candidates; the teacher still hears of the kept only."""
+    root, _ = tree
+    teacher = _CountingTeacher()
+    kw = dict(
+        mvtec_root=root, image_size=IMG, verbose=False, question_types=["Defect Localization"]
+    )
+    prepare(tmp_path / "t", question_writers=[teacher], max_per_category=4, **kw)
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    # metal_nut: 3 defect types + normal = 4 (all kept); screw 2, pill 3: all kept
+    assert len(teacher.prefetched) == len(teacher.written) == N_DEFECT_IMAGES + len(TREE)
+    assert any("good" in rel for rel in teacher.written)  # a normal image was asked
+    assert m["n_unselected_images"] == 0
+    one = _CountingTeacher()
+    prepare(tmp_path / "one", question_writers=[one], max_per_category=1, **kw)
+    assert len(one.written) == len(TREE) and not any("good" in r for r in one.written)
+
+
 def test_small_masks_count_their_regions_right():
     """A mask smaller than the 48-cell grid that counts regions was split by empty cells."""
     m = np.zeros((40, 40), bool)

@@ -207,26 +207,36 @@ QUIET_LOAD_BYTES = 256 * 2**20
 
 @contextmanager
 def weights_bar_for(path: Path) -> Iterator[None]:
-    """Pause transformers' progress bars while a small local checkpoint loads.
+    """Hide transformers' "Loading weights" bar while a small local checkpoint loads.
 
-    Below :data:`QUIET_LOAD_BYTES` of ``*.safetensors`` the bar says nothing; the
-    setting is restored afterwards, so later downloads and loads show theirs.
+    Below :data:`QUIET_LOAD_BYTES` of ``*.safetensors`` the bar says nothing.  Only that
+    bar is hidden, through transformers' tqdm hook (``set_tqdm_hook``, restored after):
+    other bars, the hub's settings and the user's own switches are left as they are.
+    With a transformers that has no such hook, the bar shows.
     """
     from transformers.utils import logging as hf_logging
 
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
     small = (
         path.is_dir()
         and sum(f.stat().st_size for f in path.glob("*.safetensors") if f.is_file())
         < QUIET_LOAD_BYTES
     )
-    if not (small and hf_logging.is_progress_bar_enabled()):
+    if not small or set_hook is None:
         yield
         return
-    hf_logging.disable_progress_bar()
+    previous = None
+
+    def hook(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("desc") == "Loading weights":
+            kwargs = {**kwargs, "disable": True}
+        return previous(factory, args, kwargs) if previous else factory(*args, **kwargs)
+
+    previous = set_hook(hook)
     try:
         yield
     finally:
-        hf_logging.enable_progress_bar()
+        set_hook(previous)
 
 
 def load_pretrained(
@@ -266,14 +276,15 @@ def load_pretrained(
             ".save_pretrained(...)"
         ) from None
     check_processor(processor, source)
-    # the CPU is where weights load anyway: no device_map, which needs accelerate (not in
-    # the `model` extra's minimum); any other device gets its weights loaded straight onto it
-    on_cpu = device == "cpu"
+    # the CPU is where weights load anyway: no device_map there (it needs accelerate, which
+    # an install without the model extra's full list may lack); any other device gets its
+    # weights loaded straight onto it
+    on_cpu = str(device).split(":")[0] == "cpu" or (str(device) == "auto" and not cuda)
     if not on_cpu and importlib.util.find_spec("accelerate") is None:
         raise MissingPackageError(
             f"loading {source} onto {device} needs accelerate (transformers places the weights "
-            "with it), which is not installed; install it: pip install accelerate, or "
-            "pass device='cpu'"
+            "with it), which is not installed; install it: pip install accelerate (the model "
+            "extra has it), or load on the CPU (device='cpu')"
         )
     with weights_bar_for(path):
         model = AutoModelForImageTextToText.from_pretrained(

@@ -53,7 +53,7 @@ def iter_mvtec(
     layout: str = "auto",
     writers: Sequence[QuestionWriter] = (),
     notes: list[dict[str, Any]] | None = None,
-    select: Callable[[list[Record | Reject]], list[Record | Reject]] | None = None,
+    select: Callable[[list[Any]], list[Any]] | None = None,
 ) -> Iterator[Record | Reject]:
     """Records from a folder dataset (MVTec AD / VisA / LOCO / GoodsAD in MVTec layout,
     MVTec 3D-AD, VisA's original layout; see :data:`~omniad_train.data.layouts.LAYOUTS`).
@@ -77,11 +77,13 @@ def iter_mvtec(
     type, Object Classification in a dataset of one category) are appended to ``notes``
     with the reason, when a list is given.
 
-    ``select`` chooses images before ``writers`` are asked about any: it gets the
-    template records of every image and returns those to keep (e.g. ``prepare``'s
-    ``max_per_category``: :func:`~omniad_train.data.selection.per_category`); only the
-    images of the kept records get the writers' questions, so a teacher model is never
-    asked about an image that is then left out.  A left-out image's rejects are kept.
+    ``select`` chooses images before ``writers`` are asked about any (e.g. ``prepare``'s
+    ``max_per_category``: :func:`~omniad_train.data.selection.per_category`), so a
+    teacher model is never asked about an image that is then left out.  Without writers
+    it gets the template records of every image (an image no template question is
+    about cannot be chosen, as before); with writers it gets the images themselves,
+    since a writer may write about any of them.  It returns the items to keep; a
+    left-out image's template rejects are kept.
     """
     types = resolve_types(question_types, location_questions, _LEGACY)
     items = list(
@@ -104,8 +106,8 @@ def iter_mvtec(
     own = {it.image_id: list(chain[0].write(it, facts)) for it in images}  # templates: cheap
     asked = set(own)
     if select is not None:
-        kept = select([r for it in images for r in own[it.image_id]])
-        asked = {r.image_id for r in kept if isinstance(r, Record)}
+        pool = images if writers else [r for it in images for r in own[it.image_id]]
+        asked = {r.image_id for r in select(pool) if not isinstance(r, Reject)}
     for w in writers:  # a teacher asks its endpoint about every image at once, concurrently
         if hasattr(w, "prefetch"):
             w.prefetch([it for it in images if it.image_id in asked], facts)

@@ -472,8 +472,8 @@ def _read_sources(
     for k, src in enumerate(sources):
         a = src["args"]
 
-        def select(records: list[Record | Reject], limit: int = a.get("max_per_category")):
-            kept, chosen["left_out"] = per_category(records, limit, seed)
+        def select(items: list[Any], limit: int | None = a.get("max_per_category")) -> list[Any]:
+            kept, chosen["left_out"] = per_category(items, limit, seed)
             return kept
 
         it: Iterable[Record | Reject]

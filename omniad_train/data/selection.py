@@ -10,18 +10,22 @@ type plus one normal image.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from omniad_train.data.cache import digest
-from omniad_train.data.records import Record, Reject
+from omniad_train.data.records import Record, Reject  # noqa: F401 (Record: the doctest)
 
 __all__ = ["per_category"]
 
 
-def per_category(
-    items: Sequence[Record | Reject], limit: int | None, seed: int
-) -> tuple[list[Record | Reject], int]:
+def per_category(items: Sequence[Any], limit: int | None, seed: int) -> tuple[list[Any], int]:
     """``items`` with at most ``limit`` images per ``(dataset, category)``, and the number
     of images left out; rejects are all kept, the order is unchanged.
+
+    An item is a :class:`Record` (a question; the records of one image go together) or
+    anything else with ``image_id``, ``dataset``, ``category``, ``anomalous`` and
+    ``defect`` (an image before any question, :class:`~omniad_train.data.layouts.ImageItem`):
+    the same images are chosen either way.
 
     >>> recs = [Record(id=f"{i}#0", image_id=str(i), image="x.png", question="Q?",
     ...         options={"A": "Yes", "B": "No"}, answer="A", type="Anomaly Discrimination",
@@ -36,7 +40,7 @@ def per_category(
     groups: dict[tuple[str, str], dict[tuple[int, str], list[str]]] = {}
     seen: set[str] = set()
     for it in items:
-        if isinstance(it, Record) and it.image_id not in seen:
+        if not isinstance(it, Reject) and it.image_id not in seen:
             seen.add(it.image_id)
             kind = (0, it.defect) if it.anomalous else (1, "")
             groups.setdefault((it.dataset, it.category), {}).setdefault(kind, []).append(

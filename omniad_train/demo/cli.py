@@ -101,8 +101,7 @@ def demo_main(argv: Sequence[str] | None = None, prog: str = "omniad demo") -> i
     say(f"  picked as {result.best.rule}")
     for note in result.best.notes:
         say(f"  {note}")
-    sft = {k.label: v for k, v in result.metrics.get("sft", {}).items()}
-    checked = range_line(result.plan, sft)
+    checked = range_line(result.plan, result.metrics)
     if checked is not None:
         say(checked)
     if a.export:

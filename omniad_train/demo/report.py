@@ -172,8 +172,7 @@ def write_report(
         scores = ", ".join(f"{k} {v:.1f}" for k, v in best.scores.items())
         lines += ["", f"Scores on the rule: {scores}."]
         lines += [f"\n{n[0].upper()}{n[1:]}" for n in best.notes]
-    sft = {k.label: v for k, v in metrics.get("sft", {}).items()}
-    lines += range_section(plan, sft)
+    lines += range_section(plan, metrics)
     for stale in ("grpo_rewards.png", "overlays"):  # from a run with another plan
         clean(out / stale)
     hist_path = models["sft+grpo"] / "reward_history.json"

@@ -132,14 +132,18 @@ def connect_endpoint(endpoint: Endpoint) -> EndpointBackend:
     """The endpoint's backend, checked now, before any work: a key variable named but
     unset, an unreachable URL or a model name the server does not list raise
     :class:`~omniad_core.backends.EndpointError` with one line saying what to do."""
+    _check_served_name(endpoint)
+    backend = endpoint.backend()
+    backend.check()
+    return backend
+
+
+def _check_served_name(endpoint: Endpoint) -> None:
     if not isinstance(endpoint.served_model, str) or not endpoint.served_model.strip():
         raise EndpointError(
             "an endpoint needs the served model's name (--served_model NAME, as the server's "
             "GET /v1/models lists it)"
         )
-    backend = endpoint.backend()
-    backend.check()
-    return backend
 
 
 def endpoint_concurrency(model: Any, endpoint: Endpoint | None) -> int | None:
@@ -154,6 +158,7 @@ def endpoint_concurrency(model: Any, endpoint: Endpoint | None) -> int | None:
 
 
 def _endpoint_settings(endpoint: Endpoint, given: dict[str, Any], prompt: str) -> dict[str, Any]:
+    _check_served_name(endpoint)  # before the name is read as a folder
     spec = endpoint.served_spec()
     resolved = resolve_settings(
         spec,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omniad_train.config import RecipeError
+from omniad_train.config import DEEPSPEED_INSTALL, RecipeError
 from omniad_train.modeling import resolve_attn_implementation
 
 __all__ = ["Findings", "environment_checks", "zero_config"]
@@ -199,8 +199,9 @@ def environment_checks(
         )
     if zero["deepspeed"] and not _installed("deepspeed"):
         f.error(
-            "the run uses DeepSpeed, which is not installed: pip install deepspeed "
-            '(or pip install -e ".[all]"), after torch'
+            "the run uses DeepSpeed, which is not installed on this machine (the memory "
+            f"figures above still hold for the machine that trains): {DEEPSPEED_INSTALL}, "
+            "after torch"
         )
     _lora(m, zero, f)
     _resume(t, zero, f)
