@@ -6,10 +6,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from omniad_core.packages import install_hint
 
-__all__ = ["add_endpoint_args", "flag", "one_line", "positive_int", "unexpected_error_line"]
+__all__ = [
+    "BROKEN_PIPE_EXIT",
+    "add_endpoint_args",
+    "flag",
+    "one_line",
+    "positive_int",
+    "reader_gone",
+    "unexpected_error_line",
+]
+
+#: The exit status of a program whose reader went away (128 + SIGPIPE, as the shell's).
+BROKEN_PIPE_EXIT = 141
+
+
+def reader_gone() -> int:
+    """What a command does when its output's reader went away (``omniad --help | head``):
+    point stdout at the null device, so the interpreter's last flush cannot fail again,
+    and return :data:`BROKEN_PIPE_EXIT`; no traceback, as with any Unix tool."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return BROKEN_PIPE_EXIT
 
 
 def unexpected_error_line(prog: str, exc: Exception) -> str:

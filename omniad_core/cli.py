@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from omniad_core import _quiet
-from omniad_core._cli_args import add_endpoint_args, flag, one_line, unexpected_error_line
+from omniad_core._cli_args import (
+    add_endpoint_args,
+    flag,
+    one_line,
+    reader_gone,
+    unexpected_error_line,
+)
 
 __all__ = ["DEFAULT_OPTIONS", "PLUGIN_GROUP", "grid_arg", "main"]
 
@@ -507,7 +513,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     exits without a final pass over the millions that torch and transformers created
     (about 1 s; ``docs/speed.md``).
     """
-    code = _main(argv)
+    try:
+        code = _main(argv)
+    except BrokenPipeError:  # `omniad --help | head`: the reader went away
+        return reader_gone()
     if argv is None:
         import gc
 

@@ -93,7 +93,17 @@ def _unknown(command: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to a command; returns the exit status."""
+    """Dispatch to a command; returns the exit status (141, quietly, when the reader of
+    the output went away: ``omniad-train sft --help | head``)."""
+    from omniad_core._cli_args import reader_gone
+
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        return reader_gone()
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_top_help(), file=sys.stdout if args else sys.stderr)

@@ -413,3 +413,24 @@ def test_an_unknown_eval_command_is_one_error_line_with_a_hint(capsys):
     assert eval_main(["detecton"]) == 2
     err = capsys.readouterr().err
     assert "omniad-train eval: error: unknown command 'detecton' (did you mean 'detection'?)" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "omniad_core", "--help"],
+        ["-m", "omniad_train", "--help"],
+        ["-m", "omniad_train", "sft", "--help"],
+        ["-m", "omniad_train", "eval", "mmad", "--help"],
+    ],
+)
+def test_a_reader_that_goes_away_gets_no_traceback(argv):
+    """``omniad-train sft --help | head``: the pipe closes before the help is written."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # the reader is gone before the program writes a byte
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode in (0, 141), (proc.returncode, err)
