@@ -410,20 +410,24 @@ _NO_DEEPSPEED = (
 )
 
 
+def _without_deepspeed(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``omniad-train ARGV`` in a process that cannot import DeepSpeed."""
+    return subprocess.run(
+        [sys.executable, "-c", _NO_DEEPSPEED, *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=cwd,
+    )
+
+
 def test_sft_runs_without_deepspeed_installed(data, model, tmp_path):
     """The ``train`` extra does not bring DeepSpeed (it builds against torch); one GPU or a
     CPU trains without it."""
     out = tmp_path / "plain"
     argv = ["sft", *_sft_args(data, model, out, "--max_steps", "1", "--save_strategy", "no")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "-c", _NO_DEEPSPEED, *argv],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=tmp_path,
-    )
+    run = _without_deepspeed(argv, tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     assert (out / "model.safetensors").is_file() and (out / "omniad.json").is_file()
 
@@ -432,13 +436,7 @@ def test_a_deepspeed_recipe_without_deepspeed_names_the_install(data, model, tmp
     out = tmp_path / "ds-missing"
     argv = ["sft", *_sft_args(data, model, out, "--max_steps", "1")]
     argv += ["--deepspeed", str(RECIPES / "deepspeed" / "zero2.json")]
-    run = subprocess.run(
-        [sys.executable, "-c", _NO_DEEPSPEED, *argv],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,
-    )
+    run = _without_deepspeed(argv, tmp_path)
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert run.returncode != 0
     assert "deepspeed" in lines[-1].lower() and "pip install" in lines[-1], run.stderr[-3000:]
