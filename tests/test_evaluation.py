@@ -472,12 +472,12 @@ def test_mmad_one_shot_cli_and_subsets(ckpt, mmad_data, tmp_path, capsys):
 def test_finished_run_is_not_redone_and_needs_no_model(ckpt, single_mmad, tmp_path, monkeypatch):
     import shutil
 
-    import omniad_train.evaluation.mmad_runner as mmad_module
+    import omniad_train.evaluation.model as model_module
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not be loaded when nothing is left to do")
 
-    monkeypatch.setattr(mmad_module, "load_inspector", no_model)
+    monkeypatch.setattr(model_module, "load_inspector", no_model)  # the runners' loader
     out = tmp_path / "copy"
     shutil.copytree(single_mmad.out_dir, out)
     mmad_json = json.loads((out / "run.json").read_text())["fingerprint"]["mmad_json"]

@@ -49,10 +49,8 @@ from omniad_train.evaluation.execution import (
     SkipItem,
     base_line,
     execute,
-    parse_categories,
 )
-from omniad_train.evaluation.mmad_runner import check_evaluable, check_evaluated
-from omniad_train.evaluation.model import Endpoint, as_endpoint, load_inspector, run_model
+from omniad_train.evaluation.model import Endpoint, runner_model
 from omniad_train.evaluation.paper import (
     compare_detection,
     comparison_markdown,
@@ -70,6 +68,7 @@ from omniad_train.evaluation.report import (
     timing,
     write_report,
 )
+from omniad_train.evaluation.runner_checks import check_evaluable, check_evaluated, subset_config
 from omniad_train.plots import PRPoint, draw_pr_points
 
 __all__ = [
@@ -260,17 +259,19 @@ def run_detection(
         raise ValueError(f"image_decision must be 'answer' or 'seg', got {image_decision!r}")
     if save_masks < 0:
         raise ValueError(f"save_masks must be >= 0, got {save_masks}")
-    overrides = {
-        "max_new_tokens": max_new_tokens,
-        "grid": grid,
-        "image_size": image_size,
-        "layout": layout,
-        "dtype": dtype,
-    }
-    served = as_endpoint(endpoint, served_model, api_key_env, concurrency)
-    # a mistyped path, an unset key variable, an unreachable URL or a wrong served model
-    # name fails here, before anything is read or written
-    chosen = run_model(model, overrides, endpoint=served)
+    chosen, load = runner_model(
+        model,
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        grid=grid,
+        image_size=image_size,
+        layout=layout,
+        endpoint=endpoint,
+        served_model=served_model,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+    )
     named = normalize_roots(roots)
     items = collect_detection_items(
         named,
@@ -286,14 +287,9 @@ def run_detection(
         "seed": seed,
         "roots": {name: str(path.resolve()) for name, path in named},
     }
-    cats = parse_categories(categories)
     config = {
-        "batch_size": batch_size,
-        "limit": limit,
-        "limit_per_category": limit_per_category,
-        "categories": sorted(cats) if cats else None,
+        **subset_config(chosen, batch_size, limit, limit_per_category, categories),
         "save_masks": save_masks,
-        **({"concurrency": chosen.concurrency} if chosen.concurrency else {}),
     }
     out_dir = Path(out)
     result = execute(
@@ -302,9 +298,7 @@ def run_detection(
         task=_DetectionTask(out_dir, shots, save_masks),
         items=items,
         out_dir=out_dir,
-        model_factory=lambda: load_inspector(
-            model, overrides, device, backend=chosen.backend, spec=chosen.spec
-        ),
+        model_factory=load,
         fingerprint=fingerprint,
         config=config,
         report_options={"compare_paper": bool(compare_paper), "image_decision": image_decision},

@@ -36,7 +36,7 @@ from omniad_train.evaluation.execution import (
     parse_categories,
     select,
 )
-from omniad_train.evaluation.model import PROMPTS, Endpoint, as_endpoint, load_inspector, run_model
+from omniad_train.evaluation.model import PROMPTS, Endpoint, runner_model
 from omniad_train.evaluation.paper import (
     compare_mmad,
     comparison_markdown,
@@ -56,16 +56,16 @@ from omniad_train.evaluation.report import (
     timing,
     write_report,
 )
+from omniad_train.evaluation.runner_checks import check_evaluable, check_evaluated, subset_config
 
 __all__ = [
     "KIND",
-    "check_evaluable",
-    "check_evaluated",
     "collect_mmad_items",
     "mmad_meter",
     "mmad_report",
     "reject_kind",
     "run_mmad",
+    "subset_config",
 ]
 
 #: The run kind in ``run.json``.
@@ -96,39 +96,6 @@ def reject_kind(reason: str) -> str:
     if "question type" in r:
         return "type"
     return "input"
-
-
-def check_evaluable(items: Sequence[Item], what: str) -> None:
-    """Raise ValueError when no item can be evaluated, naming the readers' rejects.
-
-    A run over folders the reader cannot use must not end as "0 images evaluated, 0
-    skipped" with exit status 0: it fails before any model is loaded.
-    """
-    if any(i.record is not None for i in items):
-        return
-    if not items:
-        raise ValueError(f"{what}: nothing to evaluate (no input matches the selection)")
-    reasons = [f"{i.extra.get('image') or i.id}: {i.skip[1]}" for i in items if i.skip][:3]
-    more = f" (and {len(items) - len(reasons)} more)" if len(items) > len(reasons) else ""
-    raise ValueError(
-        f"{what}: nothing can be evaluated, all {len(items)} inputs were rejected: "
-        + " | ".join(reasons)
-        + more
-    )
-
-
-def check_evaluated(result: EvalResult, key: str, what: str) -> EvalResult:
-    """Raise ValueError when a finished run evaluated nothing (every item was skipped;
-    failed requests are not that: a re-run retries them)."""
-    report = result.report or {}
-    c = report.get("counts", {})
-    failed = (report.get("failures") or {}).get("count", 0)
-    if result.complete and c.get("lines") and not c.get(key) and not failed:
-        raise ValueError(
-            f"{what}: no item could be evaluated, all {c['lines']} were skipped; see the "
-            f"skipped inputs in {result.report_md}"
-        )
-    return result
 
 
 def _key_parts(key: str) -> tuple[str, str]:
@@ -358,17 +325,20 @@ def run_mmad(
         raise ValueError(f"reference_from must be 'similar' or 'random', got {reference_from!r}")
     if prompt not in PROMPTS:
         raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-    overrides = {
-        "max_new_tokens": max_new_tokens,
-        "grid": grid,
-        "image_size": image_size,
-        "layout": layout,
-        "dtype": dtype,
-    }
-    served = as_endpoint(endpoint, served_model, api_key_env, concurrency)
-    # a mistyped path, an unset key variable, an unreachable URL or a wrong served model
-    # name fails here, before anything is read or written
-    chosen = run_model(model, overrides, endpoint=served, prompt=prompt)
+    chosen, load = runner_model(
+        model,
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        grid=grid,
+        image_size=image_size,
+        layout=layout,
+        endpoint=endpoint,
+        served_model=served_model,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        prompt=prompt,
+    )
     protocol = EvalProtocol(
         holdout_fraction=holdout_fraction,
         split_seed=split_seed,
@@ -399,13 +369,8 @@ def run_mmad(
     setting = protocol.setting()
     if setting != {"split": "full", "exclude_training": [], "refuse_training": []}:
         fingerprint["protocol"] = setting  # a full-benchmark run resumes runs made before
-    cats = parse_categories(categories)
     config = {
-        "batch_size": batch_size,
-        **({"concurrency": chosen.concurrency} if chosen.concurrency else {}),
-        "limit": limit,
-        "limit_per_category": limit_per_category,
-        "categories": sorted(cats) if cats else None,
+        **subset_config(chosen, batch_size, limit, limit_per_category, categories),
         "protocol": {**setting, **protocol.summary(len(items))},
     }
     result = execute(
@@ -414,9 +379,7 @@ def run_mmad(
         task=_MMADTask(shots, reference_from, prompt, layout or getattr(model, "layout", "lines")),
         items=items,
         out_dir=out,
-        model_factory=lambda: load_inspector(
-            model, overrides, device, backend=chosen.backend, prompt=prompt, spec=chosen.spec
-        ),
+        model_factory=load,
         fingerprint=fingerprint,
         config=config,
         report_options={"compare_paper": bool(compare_paper)},

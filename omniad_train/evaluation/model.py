@@ -48,6 +48,7 @@ __all__ = [
     "load_inspector",
     "model_settings",
     "run_model",
+    "runner_model",
 ]
 
 log = logging.getLogger("omniad.evaluation")
@@ -422,3 +423,40 @@ def run_model(
         backend = connect_endpoint(endpoint)
         return RunModel(settings, backend, endpoint.concurrency, endpoint.served_spec())
     return RunModel(settings, None, endpoint_concurrency(model, None))
+
+
+def runner_model(
+    model: Any,
+    *,
+    device: str | None,
+    dtype: str | None,
+    max_new_tokens: int | None,
+    grid: Any,
+    image_size: int | None,
+    layout: str | None,
+    endpoint: str | Endpoint | None,
+    served_model: str | None,
+    api_key_env: str | None,
+    concurrency: int | None,
+    prompt: str = "omniad",
+) -> tuple[RunModel, Any]:
+    """The model side of ``run_mmad`` / ``run_detection`` from their keyword arguments:
+    the :class:`RunModel` checked now (:func:`run_model`: a mistyped path, an unset key
+    variable, an unreachable URL or a wrong served name fails before anything is read or
+    written) and the factory that loads the Inspector when work needs it."""
+    overrides = {
+        "max_new_tokens": max_new_tokens,
+        "grid": grid,
+        "image_size": image_size,
+        "layout": layout,
+        "dtype": dtype,
+    }
+    served = as_endpoint(endpoint, served_model, api_key_env, concurrency)
+    chosen = run_model(model, overrides, endpoint=served, prompt=prompt)
+
+    def factory() -> Any:
+        return load_inspector(
+            model, overrides, device, backend=chosen.backend, prompt=prompt, spec=chosen.spec
+        )
+
+    return chosen, factory
