@@ -15,7 +15,7 @@ import argparse
 import re
 import sys
 import textwrap
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "plain_help",
     "positive_int",
     "positive_seconds",
+    "respell_options",
 ]
 
 _RST = re.compile(r"``([^`]+)``")
@@ -41,13 +42,9 @@ def plain_help(text: str) -> str:
     return _RST.sub(r"`\1`", text)
 
 
-def normalize_flags(tokens: Sequence[str], known: Collection[str]) -> list[str]:
-    """``tokens`` with each ``--flag-name`` / ``--flag_name`` spelled as ``known`` has it.
-
-    An option whose spelling is known is kept; otherwise its other spelling is used when
-    that one is known (``--max-records`` for a parser of ``--max_records``, and back).
-    Values, unknown options and everything after a bare ``--`` are left as they are.
-    """
+def respell_options(tokens: Sequence[str], respell: Callable[[str], str]) -> list[str]:
+    """``tokens`` with each option's name (``--name``, also in ``--name=value``) replaced
+    by ``respell(name)``; values and everything after a bare ``--`` are left as they are."""
     out: list[str] = []
     tokens = list(tokens)
     for k, token in enumerate(tokens):
@@ -55,13 +52,28 @@ def normalize_flags(tokens: Sequence[str], known: Collection[str]) -> list[str]:
             return out + tokens[k:]
         if token.startswith("--") and len(token) > 2:
             name, eq, value = token.partition("=")
-            if name not in known:
-                for alt in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
-                    if alt in known:
-                        token = alt + eq + value
-                        break
+            token = respell(name) + eq + value
         out.append(token)
     return out
+
+
+def normalize_flags(tokens: Sequence[str], known: Collection[str]) -> list[str]:
+    """``tokens`` with each ``--flag-name`` / ``--flag_name`` spelled as ``known`` has it.
+
+    An option whose spelling is known is kept; otherwise its other spelling is used when
+    that one is known (``--max-records`` for a parser of ``--max_records``, and back).
+    Values, unknown options and everything after a bare ``--`` are left as they are.
+    """
+
+    def respell(name: str) -> str:
+        if name in known:
+            return name
+        for alt in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
+            if alt in known:
+                return alt
+        return name
+
+    return respell_options(tokens, respell)
 
 
 class HelpFormatter(argparse.HelpFormatter):

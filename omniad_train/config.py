@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from omniad_train._argparse import respell_options
 from omniad_train.prepared_data import (
     GRPO_COLUMNS,
     SFT_COLUMNS,
@@ -199,16 +200,7 @@ def normalize_options(tokens: Sequence[str]) -> list[str]:
     >>> normalize_options(["--learning-rate", "1e-4", "--max-steps=5", "--", "--x-y"])
     ['--learning_rate', '1e-4', '--max_steps=5', '--', '--x-y']
     """
-    out: list[str] = []
-    tokens = list(tokens)
-    for k, token in enumerate(tokens):
-        if token == "--":
-            return out + tokens[k:]
-        if token.startswith("--") and len(token) > 2:
-            name, eq, value = token.partition("=")
-            token = "--" + name[2:].replace("-", "_") + eq + value
-        out.append(token)
-    return out
+    return respell_options(tokens, lambda name: "--" + name[2:].replace("-", "_"))
 
 
 def _renames(hints: Iterable[str]) -> dict[str, str]:
