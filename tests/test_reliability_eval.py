@@ -184,18 +184,7 @@ def test_overwrite_is_refused_while_another_process_holds_the_run(
         with pytest.raises(RunLogLockedError, match="another process"):
             run_mmad(inspector, mmad_json, out=out, overwrite=True, progress=False)
         # the command line too, and with other settings (which --overwrite would discard)
-        argv = [
-            "--model",
-            str(ckpt),
-            "--mmad_json",
-            str(mmad_json),
-            "--out",
-            str(out),
-            "--max_new_tokens",
-            "4",
-            "--overwrite",
-            "--no_progress",
-        ]
+        argv = _overwrite_argv(ckpt, mmad_json, out)
         assert mmad_main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: another process is writing")
@@ -245,6 +234,12 @@ print(result.complete, result.report["counts"]["lines"])
 """
 
 
+def _overwrite_argv(ckpt: Path, mmad_json: Path, out: Path) -> list[str]:
+    """``eval mmad`` into ``out`` with other settings than its run and ``--overwrite``."""
+    base = ["--model", str(ckpt), "--mmad_json", str(mmad_json), "--out", str(out)]
+    return [*base, "--max_new_tokens", "4", "--overwrite", "--no_progress"]
+
+
 def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -269,18 +264,7 @@ def test_overwrite_during_a_running_evaluation_keeps_its_results(ckpt, tmp_path,
     )
     try:
         _wait_for_lines(out / "results.jsonl", 2, first)
-        argv = [
-            "--model",
-            str(ckpt),
-            "--mmad_json",
-            str(mmad_json),
-            "--out",
-            str(out),
-            "--max_new_tokens",
-            "4",
-            "--overwrite",
-            "--no_progress",
-        ]
+        argv = _overwrite_argv(ckpt, mmad_json, out)
         assert mmad_main(argv) == 1  # the second process is refused ...
         assert "another process" in capsys.readouterr().err
         stdout, stderr = first.communicate(timeout=300)
