@@ -13,6 +13,7 @@ from omniad_core.packages import install_hint
 __all__ = [
     "BROKEN_PIPE_EXIT",
     "add_endpoint_args",
+    "add_max_new_tokens",
     "flag",
     "one_line",
     "positive_int",
@@ -79,6 +80,19 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def add_max_new_tokens(parser: argparse.ArgumentParser, per: str = "") -> None:
+    """``--max-new-tokens N`` (default 1024: a large 24x24 mask alone is 300-600 tokens);
+    ``per`` ends its help (" per image")."""
+    parser.add_argument(
+        *flag("max-new-tokens"),
+        dest="max_new_tokens",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help=f"generation budget{per} (default 1024: a large 24x24 mask alone is 300-600 tokens)",
+    )
 
 
 def add_endpoint_args(parser: argparse.ArgumentParser) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 from omniad_core import _quiet
 from omniad_core._cli_args import (
     add_endpoint_args,
+    add_max_new_tokens,
     flag,
     one_line,
     reader_gone,
@@ -428,14 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
     sp.add_argument("--overlay", metavar="PNG", help="write the mask over the image to this file")
-    sp.add_argument(
-        *flag("max-new-tokens"),
-        dest="max_new_tokens",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="generation budget (default 1024: a large 24x24 mask alone is 300-600 tokens)",
-    )
+    add_max_new_tokens(sp)
     add_endpoint_args(sp)
     sp.set_defaults(func=_cmd_inspect)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from omniad_core._cli_args import add_endpoint_args
+from omniad_core._cli_args import add_endpoint_args, add_max_new_tokens
 
 __all__ = ["UI_INSTALL", "MissingUIError", "build_app", "cells_picture", "ui_main"]
 
@@ -484,15 +484,7 @@ def ui_parser(prog: str = "omniad ui") -> argparse.ArgumentParser:
         metavar="N",
         help="files per 'Many images' run (default 200)",
     )
-    p.add_argument(
-        "--max-new-tokens",
-        "--max_new_tokens",
-        dest="max_new_tokens",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="generation budget (default 1024)",
-    )
+    add_max_new_tokens(p)
     add_endpoint_args(p)
     return p
 

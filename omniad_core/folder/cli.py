@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omniad_core._cli_args import add_endpoint_args, positive_int, unexpected_error_line
+from omniad_core._cli_args import (
+    add_endpoint_args,
+    add_max_new_tokens,
+    positive_int,
+    unexpected_error_line,
+)
 from omniad_core.folder.common import (
     FolderInterrupted,
     FolderRunError,
@@ -72,15 +77,7 @@ def folder_parser(prog: str = "omniad inspect") -> argparse.ArgumentParser:
         action="store_false",
         help="no progress bar",
     )
-    p.add_argument(
-        "--max-new-tokens",
-        "--max_new_tokens",
-        dest="max_new_tokens",
-        type=positive_int,
-        default=1024,
-        metavar="N",
-        help="generation budget per image (default 1024)",
-    )
+    add_max_new_tokens(p, " per image")
     p.add_argument(
         "--grid",
         type=grid_arg,
