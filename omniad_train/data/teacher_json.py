@@ -182,6 +182,15 @@ def _plain(text: str, what: str) -> str:
     return text.strip()
 
 
+def _bounded(text: str, what: str, bounds: tuple[int, int]) -> str:
+    """:func:`_plain` ``text`` of ``bounds[0]`` to ``bounds[1]`` characters."""
+    text = _plain(text, what)
+    lo, hi = bounds
+    if not lo <= len(text) <= hi:
+        raise ValueError(f"must have {lo} to {hi} characters, got {len(text)}")
+    return text
+
+
 class TeacherQuestion(BaseModel):
     """One multiple-choice question the teacher wrote, with its reasoning.
 
@@ -214,11 +223,7 @@ class TeacherQuestion(BaseModel):
     @field_validator("question", mode="after")
     @classmethod
     def _question(cls, v: str) -> str:
-        v = _plain(v, "the question")
-        lo, hi = QUESTION_CHARS
-        if not lo <= len(v) <= hi:
-            raise ValueError(f"must have {lo} to {hi} characters, got {len(v)}")
-        return v
+        return _bounded(v, "the question", QUESTION_CHARS)
 
     @field_validator("options", mode="before")
     @classmethod
@@ -267,11 +272,7 @@ class TeacherQuestion(BaseModel):
     @field_validator("reasoning", mode="after")
     @classmethod
     def _reasoning(cls, v: str) -> str:
-        v = _plain(v, "the reasoning")
-        lo, hi = REASONING_CHARS
-        if not lo <= len(v) <= hi:
-            raise ValueError(f"must have {lo} to {hi} characters, got {len(v)}")
-        return v
+        return _bounded(v, "the reasoning", REASONING_CHARS)
 
     @model_validator(mode="after")
     def _answer_in_options(self) -> TeacherQuestion:
